@@ -1,0 +1,1 @@
+//! convox.yml (placeholder; being written).
