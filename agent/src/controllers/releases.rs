@@ -1,0 +1,130 @@
+//! Releases: create (forked from a parent), list, get.
+
+use chrono::Utc;
+use dray_sdk::{Environment, Release};
+use dray_store::{Compare, Op, Txn};
+
+use super::env::{env_diff, parse_env_text};
+use super::{Controllers, Error, CAS_RETRIES};
+use crate::ids;
+use crate::repo;
+
+/// What a new release changes relative to its parent. Unset fields are copied from the parent:
+/// `parent_release` when given, otherwise the app's newest release.
+#[derive(Clone, Debug, Default)]
+pub struct ReleaseOptions {
+    pub build: Option<String>,
+    pub env: Option<String>,
+    pub description: Option<String>,
+    pub parent_release: Option<String>,
+}
+
+/// Most releases one list call returns.
+const MAX_LIST: usize = 1000;
+
+impl Controllers {
+    /// One release of an app.
+    pub async fn release(&self, app: &str, id: &str) -> Result<Release, Error> {
+        self.app_record(app).await?;
+        self.repo
+            .release(app, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("release not found: {id}")))
+    }
+
+    /// An app's releases, newest first, at most `limit` (default 10).
+    pub async fn releases(&self, app: &str, limit: Option<usize>) -> Result<Vec<Release>, Error> {
+        self.app_record(app).await?;
+        let mut releases = self.repo.releases(app).await?;
+        releases.truncate(limit.unwrap_or(10).min(MAX_LIST));
+        Ok(releases)
+    }
+
+    /// Create a release forked from its parent. The app record's newest-release pointer moves in
+    /// the same transaction, so concurrent creations are serialised per app.
+    pub async fn release_create(&self, app: &str, opts: ReleaseOptions) -> Result<Release, Error> {
+        let env = match &opts.env {
+            Some(text) => Some(parse_env_text(text)?),
+            None => None,
+        };
+        let build = match opts.build.as_deref().filter(|b| !b.is_empty()) {
+            Some(id) => Some(
+                self.repo
+                    .build(app, id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("build not found: {id}")))?,
+            ),
+            None => None,
+        };
+        for _ in 0..CAS_RETRIES {
+            let current = self.app_record(app).await?;
+            let parent_id = opts
+                .parent_release
+                .clone()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| current.value.latest_release.clone());
+            let parent = if parent_id.is_empty() {
+                None
+            } else {
+                Some(self.repo.release(app, &parent_id).await?.ok_or_else(|| {
+                    Error::NotFound(format!("release not found: {parent_id}"))
+                })?)
+            };
+            let parent_env = parent
+                .as_ref()
+                .map(|p| Environment::parse(&p.env))
+                .unwrap_or_default();
+
+            let mut release = Release {
+                id: ids::release_id(),
+                app: app.to_string(),
+                build: parent.as_ref().map(|p| p.build.clone()).unwrap_or_default(),
+                env: parent_env.render(),
+                manifest: parent
+                    .as_ref()
+                    .map(|p| p.manifest.clone())
+                    .unwrap_or_default(),
+                description: parent
+                    .as_ref()
+                    .map(|p| p.description.clone())
+                    .unwrap_or_default(),
+                created: Utc::now(),
+            };
+            if let Some(b) = &build {
+                release.build = b.id.clone();
+                release.manifest = b.manifest.clone();
+                release.description = b.description.clone();
+            }
+            if let Some(env) = &env {
+                release.env = env.render();
+                release.description = env_diff(&parent_env, env);
+            }
+            if let Some(d) = &opts.description {
+                release.description = d.clone();
+            }
+
+            let mut rec = current.value.clone();
+            rec.latest_release = release.id.clone();
+            let app_key = repo::app_key(app);
+            let resp = self
+                .repo
+                .store()
+                .txn(Txn {
+                    compare: vec![Compare::ModRevision(app_key.clone(), current.mod_revision)],
+                    success: vec![
+                        Op::Put(repo::release_key(app, &release.id), repo::encode(&release)),
+                        Op::Put(app_key, repo::encode(&rec)),
+                    ],
+                    failure: vec![],
+                })
+                .await?;
+            if resp.succeeded {
+                tracing::info!(target: "audit", app, release = %release.id, description = %release.description, "release created");
+                return Ok(release);
+            }
+        }
+        Err(Error::Conflict(format!(
+            "app {app} is being changed by other requests; try again"
+        )))
+    }
+}

@@ -1,0 +1,184 @@
+//! Typed repositories: apps, builds and releases as JSON records in the [`Store`].
+//!
+//! Key layout (one prefix per kind, so a range read lists one kind of one app):
+//!
+//! | key | value |
+//! |---|---|
+//! | `/dray/apps/<app>` | [`AppRecord`] |
+//! | `/dray/builds/<app>/<id>` | [`Build`] |
+//! | `/dray/releases/<app>/<id>` | [`Release`] |
+//!
+//! This module owns the key layout and (de)serialisation, and hands out the store revisions
+//! that callers need for compare-and-swap. It must never decide business rules (who may write
+//! what): that is the controllers' job.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use dray_sdk::{Build, Release};
+use dray_store::{KeyValue, Revision, Store, StoreError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Why a repository call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("corrupt record at {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// An app as stored. The API's `App` is derived from it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRecord {
+    pub name: String,
+    pub status: String,
+    /// The active (promoted) release.
+    #[serde(default)]
+    pub release: String,
+    /// The newest release, promoted or not: the default parent of the next release.
+    #[serde(default)]
+    pub latest_release: String,
+    #[serde(default)]
+    pub locked: bool,
+    #[serde(default)]
+    pub cancel_requested: bool,
+    pub created: DateTime<Utc>,
+}
+
+/// A value read together with the revision needed to update it safely.
+#[derive(Clone, Debug)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub mod_revision: Revision,
+    pub create_revision: Revision,
+}
+
+/// Key of an app record.
+pub fn app_key(app: &str) -> String {
+    format!("/dray/apps/{app}")
+}
+
+/// Prefix of every app record.
+pub const APPS_PREFIX: &str = "/dray/apps/";
+
+/// Key of a build.
+pub fn build_key(app: &str, id: &str) -> String {
+    format!("/dray/builds/{app}/{id}")
+}
+
+/// Prefix of an app's builds.
+pub fn builds_prefix(app: &str) -> String {
+    format!("/dray/builds/{app}/")
+}
+
+/// Key of a release.
+pub fn release_key(app: &str, id: &str) -> String {
+    format!("/dray/releases/{app}/{id}")
+}
+
+/// Prefix of an app's releases.
+pub fn releases_prefix(app: &str) -> String {
+    format!("/dray/releases/{app}/")
+}
+
+/// Serialise a record.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain structs to JSON cannot fail (string keys, no custom impls).
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(kv: KeyValue) -> Result<Versioned<T>, RepoError> {
+    let value = serde_json::from_slice(&kv.value).map_err(|e| RepoError::Corrupt {
+        key: kv.key.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Versioned {
+        value,
+        mod_revision: kv.mod_revision,
+        create_revision: kv.create_revision,
+    })
+}
+
+/// Typed access to the store.
+#[derive(Clone)]
+pub struct Repo {
+    store: Arc<dyn Store>,
+}
+
+impl Repo {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Repo { store }
+    }
+
+    /// The underlying store, for transactions that span several records.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>, RepoError> {
+        match self.store.get(key).await? {
+            Some(kv) => Ok(Some(decode(kv)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every record under a prefix, newest first (by creation revision).
+    async fn list<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<Versioned<T>>, RepoError> {
+        let mut out = self
+            .store
+            .range(prefix)
+            .await?
+            .kvs
+            .into_iter()
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by(|a, b| b.create_revision.cmp(&a.create_revision));
+        Ok(out)
+    }
+
+    pub async fn app(&self, name: &str) -> Result<Option<Versioned<AppRecord>>, RepoError> {
+        self.get(&app_key(name)).await
+    }
+
+    /// Every app, sorted by name.
+    pub async fn apps(&self) -> Result<Vec<AppRecord>, RepoError> {
+        let mut apps: Vec<AppRecord> = self
+            .list(APPS_PREFIX)
+            .await?
+            .into_iter()
+            .map(|v: Versioned<AppRecord>| v.value)
+            .collect();
+        apps.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(apps)
+    }
+
+    pub async fn release(&self, app: &str, id: &str) -> Result<Option<Release>, RepoError> {
+        Ok(self.get(&release_key(app, id)).await?.map(|v| v.value))
+    }
+
+    /// An app's releases, newest first.
+    pub async fn releases(&self, app: &str) -> Result<Vec<Release>, RepoError> {
+        Ok(self
+            .list(&releases_prefix(app))
+            .await?
+            .into_iter()
+            .map(|v: Versioned<Release>| v.value)
+            .collect())
+    }
+
+    pub async fn build(&self, app: &str, id: &str) -> Result<Option<Build>, RepoError> {
+        Ok(self.get(&build_key(app, id)).await?.map(|v| v.value))
+    }
+
+    /// An app's builds, newest first.
+    pub async fn builds(&self, app: &str) -> Result<Vec<Build>, RepoError> {
+        Ok(self
+            .list(&builds_prefix(app))
+            .await?
+            .into_iter()
+            .map(|v: Versioned<Build>| v.value)
+            .collect())
+    }
+}

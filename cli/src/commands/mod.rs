@@ -1,0 +1,30 @@
+//! One module per command group.
+
+pub mod api;
+pub mod apps;
+pub mod builds;
+pub mod env;
+pub mod login;
+pub mod manifest;
+pub mod releases;
+pub mod system;
+
+/// Options every command sees.
+#[derive(Clone, Debug)]
+pub struct Globals {
+    pub rack: Option<String>,
+    pub app: Option<String>,
+    pub json: bool,
+}
+
+impl Globals {
+    /// The client for the selected rack.
+    pub fn client(&self) -> anyhow::Result<dray_sdk::Client> {
+        crate::rack::client(self.rack.as_deref())
+    }
+
+    /// The selected app, with a positional `[app]` argument winning over `--app`.
+    pub fn app(&self, positional: Option<&str>) -> anyhow::Result<String> {
+        crate::rack::app(positional.or(self.app.as_deref()))
+    }
+}

@@ -1,0 +1,308 @@
+//! A typed async client for the agent API.
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::types::{App, Build, ErrorBody, Release, System};
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The rack URL could not be parsed.
+    #[error("invalid rack url {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// Nothing answered at the rack's address (agent down, wrong port, network).
+    #[error("cannot reach the rack at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    /// The rack answered with an error status and message.
+    #[error("{message}")]
+    Api { status: u16, message: String },
+    /// The rack answered something this client does not understand.
+    #[error("unexpected reply from the rack at {url}: {reason}")]
+    Decode { url: String, reason: String },
+}
+
+impl ClientError {
+    /// The HTTP status of an API error, if this is one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Options for creating a release (`POST /apps/{app}/releases`). Unset fields are forked from
+/// the parent release (or the newest release when no parent is given).
+#[derive(Clone, Debug, Default)]
+pub struct ReleaseCreate {
+    pub build: Option<String>,
+    /// Sorted `KEY=VALUE` lines; replaces the parent's env entirely.
+    pub env: Option<String>,
+    pub description: Option<String>,
+    pub parent_release: Option<String>,
+}
+
+/// A client for one rack.
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: url::Url,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the rack at `url` (`http://host:port`; `host:port` means http). A password
+    /// in the URL (`http://convox:TOKEN@host`) is used as the token unless `token` is given.
+    pub fn new(url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let with_scheme = if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("http://{url}")
+        };
+        let mut base = url::Url::parse(&with_scheme).map_err(|e| ClientError::InvalidUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        if base.scheme() != "http" && base.scheme() != "https" {
+            return Err(ClientError::InvalidUrl {
+                url: url.to_string(),
+                reason: format!("scheme {:?} is not http or https", base.scheme()),
+            });
+        }
+        let token = token
+            .filter(|t| !t.is_empty())
+            .or_else(|| base.password().map(str::to_string));
+        // Credentials travel in the Authorization header, never in the logged URL.
+        let _ = base.set_password(None);
+        let _ = base.set_username("");
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("dray-sdk/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::InvalidUrl {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Client { base, token, http })
+    }
+
+    /// The rack URL, without credentials.
+    pub fn url(&self) -> String {
+        self.base.as_str().trim_end_matches('/').to_string()
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let url = format!("{}{}", self.url(), path);
+        let req = self.http.request(method, url);
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    async fn send(&self, req: RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await.map_err(|e| self.connect_error(&e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| {
+                let t = text.trim();
+                if t.is_empty() {
+                    status
+                        .canonical_reason()
+                        .unwrap_or("request failed")
+                        .to_lowercase()
+                } else {
+                    t.to_string()
+                }
+            });
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
+        let resp = self.send(req).await?;
+        let bytes = resp.bytes().await.map_err(|e| self.connect_error(&e))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url: self.url(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn connect_error(&self, e: &reqwest::Error) -> ClientError {
+        // The innermost cause is the one a person can act on ("connection refused").
+        let mut reason = e.to_string();
+        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+        while let Some(s) = source {
+            reason = s.to_string();
+            source = s.source();
+        }
+        if let Some(i) = reason.find(" (os error") {
+            reason.truncate(i);
+        }
+        let reason = lowercase_first(&reason);
+        ClientError::Connect {
+            url: self.url(),
+            reason,
+        }
+    }
+
+    /// `GET /health` (no token needed).
+    pub async fn health(&self) -> Result<(), ClientError> {
+        self.send(self.request(Method::GET, "/health")).await?;
+        Ok(())
+    }
+
+    /// `GET /auth`: succeeds when the token is accepted.
+    pub async fn auth(&self) -> Result<(), ClientError> {
+        self.send(self.request(Method::GET, "/auth")).await?;
+        Ok(())
+    }
+
+    /// `GET /system`.
+    pub async fn system(&self) -> Result<System, ClientError> {
+        self.json(self.request(Method::GET, "/system")).await
+    }
+
+    /// `GET /apps`.
+    pub async fn apps(&self) -> Result<Vec<App>, ClientError> {
+        self.json(self.request(Method::GET, "/apps")).await
+    }
+
+    /// `GET /apps/{app}`.
+    pub async fn app(&self, app: &str) -> Result<App, ClientError> {
+        self.json(self.request(Method::GET, &format!("/apps/{}", seg(app))))
+            .await
+    }
+
+    /// `POST /apps`.
+    pub async fn app_create(&self, name: &str) -> Result<App, ClientError> {
+        let req = self
+            .request(Method::POST, "/apps")
+            .form(&[("name", name), ("generation", "3")]);
+        self.json(req).await
+    }
+
+    /// `DELETE /apps/{app}`.
+    pub async fn app_delete(&self, app: &str) -> Result<(), ClientError> {
+        self.send(self.request(Method::DELETE, &format!("/apps/{}", seg(app))))
+            .await?;
+        Ok(())
+    }
+
+    /// `PUT /apps/{app}` with `lock`.
+    pub async fn app_lock(&self, app: &str, lock: bool) -> Result<App, ClientError> {
+        let req = self
+            .request(Method::PUT, &format!("/apps/{}", seg(app)))
+            .form(&[("lock", if lock { "true" } else { "false" })]);
+        self.json(req).await
+    }
+
+    /// `POST /apps/{app}/cancel`.
+    pub async fn app_cancel(&self, app: &str) -> Result<(), ClientError> {
+        self.send(self.request(Method::POST, &format!("/apps/{}/cancel", seg(app))))
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /apps/{app}/releases?limit=N`, newest first.
+    pub async fn releases(&self, app: &str, limit: Option<u32>) -> Result<Vec<Release>, ClientError> {
+        let mut req = self.request(Method::GET, &format!("/apps/{}/releases", seg(app)));
+        if let Some(l) = limit {
+            req = req.query(&[("limit", l)]);
+        }
+        self.json(req).await
+    }
+
+    /// `GET /apps/{app}/releases/{id}`.
+    pub async fn release(&self, app: &str, id: &str) -> Result<Release, ClientError> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/apps/{}/releases/{}", seg(app), seg(id)),
+        ))
+        .await
+    }
+
+    /// `POST /apps/{app}/releases`.
+    pub async fn release_create(&self, app: &str, opts: &ReleaseCreate) -> Result<Release, ClientError> {
+        let mut form: Vec<(&str, &str)> = Vec::new();
+        if let Some(v) = &opts.build {
+            form.push(("build", v));
+        }
+        if let Some(v) = &opts.env {
+            form.push(("env", v));
+        }
+        if let Some(v) = &opts.description {
+            form.push(("description", v));
+        }
+        if let Some(v) = &opts.parent_release {
+            form.push(("parent-release", v));
+        }
+        let req = self
+            .request(Method::POST, &format!("/apps/{}/releases", seg(app)))
+            .form(&form);
+        self.json(req).await
+    }
+
+    /// `GET /apps/{app}/builds?limit=N`, newest first.
+    pub async fn builds(&self, app: &str, limit: Option<u32>) -> Result<Vec<Build>, ClientError> {
+        let mut req = self.request(Method::GET, &format!("/apps/{}/builds", seg(app)));
+        if let Some(l) = limit {
+            req = req.query(&[("limit", l)]);
+        }
+        self.json(req).await
+    }
+
+    /// `GET /apps/{app}/builds/{id}`.
+    pub async fn build(&self, app: &str, id: &str) -> Result<Build, ClientError> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/apps/{}/builds/{}", seg(app), seg(id)),
+        ))
+        .await
+    }
+
+    /// Any `GET` returning JSON, for `dray api get PATH`.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        let path = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        };
+        self.json(self.request(Method::GET, &path)).await
+    }
+
+    /// Whether an error means "not found" (HTTP 404).
+    pub fn is_not_found(e: &ClientError) -> bool {
+        e.status() == Some(StatusCode::NOT_FOUND.as_u16())
+    }
+}
+
+/// Percent-encode one path segment.
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
