@@ -6,7 +6,6 @@ use super::Globals;
 use crate::output;
 
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct AppsArgs {
     #[command(subcommand)]
     command: Option<AppsCommand>,
@@ -15,17 +14,35 @@ pub struct AppsArgs {
 #[derive(Debug, Subcommand)]
 enum AppsCommand {
     /// Create an app.
-    Create { app: Option<String> },
+    Create {
+        #[arg(value_name = "APP")]
+        name: Option<String>,
+    },
     /// Show an app.
-    Info { app: Option<String> },
+    Info {
+        #[arg(value_name = "APP")]
+        name: Option<String>,
+    },
     /// Delete an app with its builds and releases (refused while locked).
-    Delete { app: String },
+    Delete {
+        #[arg(value_name = "APP")]
+        name: String,
+    },
     /// Turn on termination protection: the app cannot be deleted.
-    Lock { app: Option<String> },
+    Lock {
+        #[arg(value_name = "APP")]
+        name: Option<String>,
+    },
     /// Turn off termination protection.
-    Unlock { app: Option<String> },
+    Unlock {
+        #[arg(value_name = "APP")]
+        name: Option<String>,
+    },
     /// Cancel the deployment in progress (it rolls back).
-    Cancel { app: Option<String> },
+    Cancel {
+        #[arg(value_name = "APP")]
+        name: Option<String>,
+    },
 }
 
 pub async fn run(g: &Globals, args: AppsArgs) -> anyhow::Result<()> {
@@ -42,7 +59,7 @@ pub async fn run(g: &Globals, args: AppsArgs) -> anyhow::Result<()> {
                 .collect();
             print!("{}", output::table(&["APP", "STATUS", "RELEASE"], &rows));
         }
-        Some(AppsCommand::Create { app }) => {
+        Some(AppsCommand::Create { name: app }) => {
             let app = g.app(app.as_deref())?;
             if !g.json {
                 output::start(&format!("Creating {app}"));
@@ -53,7 +70,7 @@ pub async fn run(g: &Globals, args: AppsArgs) -> anyhow::Result<()> {
             }
             output::ok();
         }
-        Some(AppsCommand::Info { app }) => {
+        Some(AppsCommand::Info { name: app }) => {
             let app = client.app(&g.app(app.as_deref())?).await?;
             if g.json {
                 return output::json(&app);
@@ -69,7 +86,7 @@ pub async fn run(g: &Globals, args: AppsArgs) -> anyhow::Result<()> {
                 ])
             );
         }
-        Some(AppsCommand::Delete { app }) => {
+        Some(AppsCommand::Delete { name: app }) => {
             if !g.json {
                 output::start(&format!("Deleting {app}"));
             }
@@ -79,9 +96,9 @@ pub async fn run(g: &Globals, args: AppsArgs) -> anyhow::Result<()> {
             }
             output::ok();
         }
-        Some(AppsCommand::Lock { app }) => lock(g, &client, app, true).await?,
-        Some(AppsCommand::Unlock { app }) => lock(g, &client, app, false).await?,
-        Some(AppsCommand::Cancel { app }) => {
+        Some(AppsCommand::Lock { name: app }) => lock(g, &client, app, true).await?,
+        Some(AppsCommand::Unlock { name: app }) => lock(g, &client, app, false).await?,
+        Some(AppsCommand::Cancel { name: app }) => {
             let app = g.app(app.as_deref())?;
             if !g.json {
                 output::start(&format!("Cancelling deployment of {app}"));
