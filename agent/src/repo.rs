@@ -125,7 +125,10 @@ impl Repo {
     }
 
     /// Every record under a prefix, newest first (by creation revision).
-    async fn list<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<Versioned<T>>, RepoError> {
+    async fn list<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<Versioned<T>>, RepoError> {
         let mut out = self
             .store
             .range(prefix)
@@ -134,7 +137,7 @@ impl Repo {
             .into_iter()
             .map(decode)
             .collect::<Result<Vec<_>, _>>()?;
-        out.sort_by(|a, b| b.create_revision.cmp(&a.create_revision));
+        out.sort_by_key(|v| std::cmp::Reverse(v.create_revision));
         Ok(out)
     }
 

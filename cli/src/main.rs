@@ -12,10 +12,20 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 /// Global options.
 #[derive(Debug, Parser)]
-#[command(name = "dray", version, about = "Manage apps on a Dray rack (convox-compatible commands)")]
+#[command(
+    name = "dray",
+    version,
+    about = "Manage apps on a Dray rack (convox-compatible commands)"
+)]
 pub struct Cli {
     /// Rack URL (http://host:5443, with the token as password if you like) or a saved rack.
-    #[arg(long, short = 'r', global = true, env = "DRAY_HOST", value_name = "RACK")]
+    #[arg(
+        long,
+        short = 'r',
+        global = true,
+        env = "DRAY_HOST",
+        value_name = "RACK"
+    )]
     pub rack: Option<String>,
     /// App name [default: .dray/app, .convox/app, or the current directory's name].
     #[arg(long, short = 'a', global = true, env = "DRAY_APP", value_name = "APP")]

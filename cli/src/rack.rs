@@ -102,7 +102,10 @@ impl Settings {
             [one] => Ok(Some((*one).clone())),
             many => bail!(
                 "rack {name:?} is ambiguous: it matches {}",
-                many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }
     }

@@ -66,6 +66,9 @@ pub enum Op {
 
 /// An atomic compare-and-swap transaction: if every comparison holds, apply `success`,
 /// otherwise apply `failure`. All writes of one transaction share one new revision.
+///
+/// Operations are applied in order. Do not write the same key twice in one branch: the SQLite
+/// backend applies both writes, but etcd rejects such a transaction.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Txn {
     pub compare: Vec<Compare>,
@@ -105,8 +108,14 @@ pub type Watch = mpsc::Receiver<Result<Event, StoreError>>;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A watch asked for history older than what the store keeps.
-    #[error("revision {requested} has been compacted (oldest kept: {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    #[error("the history after revision {requested} has been compacted (history is kept only after revision {compacted})")]
+    Compacted {
+        /// The `after` revision the watch asked for.
+        requested: Revision,
+        /// The compacted revision: changes at or below it are forgotten, so a watch needs
+        /// `after >= compacted`.
+        compacted: Revision,
+    },
     /// A watch consumer fell so far behind that events had to be dropped; watch again from the
     /// last revision it saw.
     #[error("watch fell behind and was cancelled; re-watch from revision {last_seen}")]
@@ -145,7 +154,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Watch every key under `prefix` for changes with a revision **greater than** `after`.
     /// Pass the `revision` of a [`RangeResponse`] to see exactly what happened after that read;
-    /// pass [`Store::revision`] to see only new changes.
+    /// pass [`Store::revision`] to see only new changes. When the history after `after` has been
+    /// compacted, the answer is [`StoreError::Compacted`], either from this call or (on backends
+    /// that only learn it later, like etcd) as the first item of the stream.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch, StoreError>;
 
     /// The current store revision.

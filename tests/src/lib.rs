@@ -17,7 +17,10 @@ pub fn bin_dir() -> PathBuf {
     }
     // target/<profile>/deps/<test-binary> -> target/<profile>
     let exe = std::env::current_exe().expect("the test binary knows its path");
-    let mut dir = exe.parent().expect("test binary has a directory").to_path_buf();
+    let mut dir = exe
+        .parent()
+        .expect("test binary has a directory")
+        .to_path_buf();
     if dir.ends_with("deps") {
         dir.pop();
     }

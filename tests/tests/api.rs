@@ -63,7 +63,10 @@ mod reqwest_like {
                 .nth(1)
                 .and_then(|c| c.parse().ok())
                 .expect("status line");
-            let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+            let body = text
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_string())
+                .unwrap_or_default();
             (status, body)
         }
     }
@@ -71,7 +74,9 @@ mod reqwest_like {
     fn enc(s: &str) -> String {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
                 _ => format!("%{b:02X}"),
             })
             .collect()
@@ -84,7 +89,10 @@ fn bearer(rack: &Rack) -> String {
 
 fn error_of(body: &str) -> String {
     let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
-    v["error"].as_str().unwrap_or_else(|| panic!("no error field: {body}")).to_string()
+    v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error field: {body}"))
+        .to_string()
 }
 
 #[tokio::test]
@@ -94,18 +102,38 @@ async fn health_is_public_and_everything_else_needs_the_token() {
     let (status, body) = call(&rack, "GET", "/apps", None, &[]).await;
     assert_eq!(status, 401);
     assert!(error_of(&body).contains("invalid or missing token"));
-    assert_eq!(call(&rack, "GET", "/apps", Some("Bearer nope-nope"), &[]).await.0, 401);
-    assert_eq!(call(&rack, "GET", "/apps", Some(&bearer(&rack)), &[]).await.0, 200);
+    assert_eq!(
+        call(&rack, "GET", "/apps", Some("Bearer nope-nope"), &[])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call(&rack, "GET", "/apps", Some(&bearer(&rack)), &[])
+            .await
+            .0,
+        200
+    );
 
     // Convox-style Basic auth: any user, the token as password.
     use base64_lite::encode;
     let basic = format!("Basic {}", encode(&format!("convox:{}", rack.token)));
-    assert_eq!(call(&rack, "GET", "/system", Some(&basic), &[]).await.0, 200);
+    assert_eq!(
+        call(&rack, "GET", "/system", Some(&basic), &[]).await.0,
+        200
+    );
     let wrong = format!("Basic {}", encode("convox:wrong"));
-    assert_eq!(call(&rack, "GET", "/system", Some(&wrong), &[]).await.0, 401);
+    assert_eq!(
+        call(&rack, "GET", "/system", Some(&wrong), &[]).await.0,
+        401
+    );
     // The SDK takes the token from the URL too.
     let url = format!("http://convox:{}@127.0.0.1:{}", rack.token, rack.port);
-    let sys = dray_sdk::Client::new(&url, None).unwrap().system().await.unwrap();
+    let sys = dray_sdk::Client::new(&url, None)
+        .unwrap()
+        .system()
+        .await
+        .unwrap();
     assert_eq!(sys.name, "dray");
 }
 
@@ -150,13 +178,33 @@ async fn errors_have_the_right_status_and_a_json_message() {
     assert_eq!(s, 400, "{b}");
     let (s, b) = call(&rack, "GET", "/apps/one/releases?limit=-1", a, &[]).await;
     assert_eq!(s, 400, "{b}");
-    let (s, b) = call(&rack, "POST", "/apps/one/releases", a, &[("env", "A=1\nnot a pair")]).await;
+    let (s, b) = call(
+        &rack,
+        "POST",
+        "/apps/one/releases",
+        a,
+        &[("env", "A=1\nnot a pair")],
+    )
+    .await;
     assert_eq!(s, 400, "{b}");
     assert!(error_of(&b).contains("env line 2"), "{b}");
-    let (s, b) = call(&rack, "POST", "/apps/one/releases", a, &[("build", "BNOPENOPENO")]).await;
-    assert_eq!((s, error_of(&b).as_str()), (404, "build not found: BNOPENOPENO"));
+    let (s, b) = call(
+        &rack,
+        "POST",
+        "/apps/one/releases",
+        a,
+        &[("build", "BNOPENOPENO")],
+    )
+    .await;
+    assert_eq!(
+        (s, error_of(&b).as_str()),
+        (404, "build not found: BNOPENOPENO")
+    );
     let (s, b) = call(&rack, "GET", "/nope", a, &[]).await;
-    assert_eq!((s, error_of(&b).as_str()), (404, "no such route: GET /nope"));
+    assert_eq!(
+        (s, error_of(&b).as_str()),
+        (404, "no such route: GET /nope")
+    );
     let (s, b) = call(&rack, "PATCH", "/apps", a, &[]).await;
     assert_eq!(s, 405, "{b}");
     // JSON bodies are accepted as well as forms.
@@ -199,30 +247,53 @@ async fn openapi_documents_exactly_the_real_routes() {
     for (path, ops) in paths {
         for (method, op) in ops.as_object().unwrap() {
             documented.push(format!("{} {}", method.to_uppercase(), path));
-            assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()), "{method} {path}");
+            assert!(
+                op["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{method} {path}"
+            );
             assert!(op["responses"]["200"].is_object(), "{method} {path}");
         }
     }
     for route in &documented {
         let (method, path) = route.split_once(' ').unwrap();
-        let concrete = path.replace("{app}", "docsapp").replace("{id}", "RNOPENOPENO");
+        let concrete = path
+            .replace("{app}", "docsapp")
+            .replace("{id}", "RNOPENOPENO");
         let (status, body) = call(&rack, method, &concrete, Some(&auth), &[]).await;
         assert_ne!(status, 405, "{route} is documented but not routed: {body}");
         if status == 404 {
             let msg = error_of(&body);
-            assert!(!msg.starts_with("no such route"), "{route} is documented but not routed");
+            assert!(
+                !msg.starts_with("no such route"),
+                "{route} is documented but not routed"
+            );
         }
     }
     // Routes the CLI and SDK use must all be documented.
     for r in [
-        "GET /health", "GET /auth", "GET /system", "GET /openapi.json", "GET /apps", "POST /apps",
-        "GET /apps/{app}", "PUT /apps/{app}", "DELETE /apps/{app}", "POST /apps/{app}/cancel",
-        "GET /apps/{app}/releases", "POST /apps/{app}/releases", "GET /apps/{app}/releases/{id}",
-        "GET /apps/{app}/builds", "GET /apps/{app}/builds/{id}",
+        "GET /health",
+        "GET /auth",
+        "GET /system",
+        "GET /openapi.json",
+        "GET /apps",
+        "POST /apps",
+        "GET /apps/{app}",
+        "PUT /apps/{app}",
+        "DELETE /apps/{app}",
+        "POST /apps/{app}/cancel",
+        "GET /apps/{app}/releases",
+        "POST /apps/{app}/releases",
+        "GET /apps/{app}/releases/{id}",
+        "GET /apps/{app}/builds",
+        "GET /apps/{app}/builds/{id}",
     ] {
         assert!(documented.iter().any(|d| d == r), "{r} is not documented");
     }
-    assert_eq!(documented.len(), 15, "update the list above when adding routes: {documented:?}");
+    assert_eq!(
+        documented.len(),
+        15,
+        "update the list above when adding routes: {documented:?}"
+    );
 }
 
 #[tokio::test]
@@ -233,7 +304,10 @@ async fn token_is_generated_on_first_start_kept_private_and_reused() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     rack.kill9();
     rack.spawn();
@@ -262,7 +336,8 @@ async fn config_file_and_env_vars_configure_the_agent() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let client = dray_sdk::Client::new(&format!("127.0.0.1:{port}"), Some("file-token-123".into())).unwrap();
+    let client =
+        dray_sdk::Client::new(&format!("127.0.0.1:{port}"), Some("file-token-123".into())).unwrap();
     let mut sys = None;
     for _ in 0..200 {
         if let Ok(s) = client.system().await {

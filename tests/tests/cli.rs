@@ -27,7 +27,9 @@ async fn apps_walkthrough_prints_exactly_what_convox_prints() {
         "Locking myapp... OK\n"
     );
     assert_eq!(
-        stdout_ok(&rack.dray(&["apps", "info", "-a", "myapp"])).lines().nth(2),
+        stdout_ok(&rack.dray(&["apps", "info", "-a", "myapp"]))
+            .lines()
+            .nth(2),
         Some("Locked  true")
     );
     let out = rack.dray(&["apps", "delete", "myapp"]);
@@ -70,27 +72,56 @@ async fn env_changes_make_releases_with_convox_descriptions() {
     let out = stdout_ok(&rack.dray(&["env", "set", "A=1", "B=x=y", "-a", "web1"]));
     let l = lines(&out);
     assert_eq!(l[0], "Setting A, B... OK");
-    let r1 = l[1].strip_prefix("Release: ").expect("release line").to_string();
-    assert!(r1.len() == 11 && r1.starts_with('R') && r1[1..].chars().all(|c| c.is_ascii_uppercase()));
+    let r1 = l[1]
+        .strip_prefix("Release: ")
+        .expect("release line")
+        .to_string();
+    assert!(
+        r1.len() == 11 && r1.starts_with('R') && r1[1..].chars().all(|c| c.is_ascii_uppercase())
+    );
 
-    assert_eq!(stdout_ok(&rack.dray(&["env", "-a", "web1"])), "A=1\nB=x=y\n");
-    assert_eq!(stdout_ok(&rack.dray(&["env", "get", "B", "-a", "web1"])), "x=y\n");
+    assert_eq!(
+        stdout_ok(&rack.dray(&["env", "-a", "web1"])),
+        "A=1\nB=x=y\n"
+    );
+    assert_eq!(
+        stdout_ok(&rack.dray(&["env", "get", "B", "-a", "web1"])),
+        "x=y\n"
+    );
     let err = stderr_fail(&rack.dray(&["env", "get", "C", "-a", "web1"]));
     assert_eq!(err, "ERROR: env not found: C\n");
 
     let out = stdout_ok(&rack.dray(&["env", "set", "A=2", "C=3", "-a", "web1"]));
-    let r2 = lines(&out)[1].strip_prefix("Release: ").unwrap().to_string();
+    let r2 = lines(&out)[1]
+        .strip_prefix("Release: ")
+        .unwrap()
+        .to_string();
     let out = stdout_ok(&rack.dray(&["env", "unset", "B", "-a", "web1"]));
     assert_eq!(lines(&out)[0], "Unsetting B... OK");
-    let r3 = lines(&out)[1].strip_prefix("Release: ").unwrap().to_string();
+    let r3 = lines(&out)[1]
+        .strip_prefix("Release: ")
+        .unwrap()
+        .to_string();
 
     // Newest first, with Convox's descriptions.
     let out = stdout_ok(&rack.dray(&["releases", "-a", "web1"]));
     let l = lines(&out);
-    assert_eq!(l[0].split_whitespace().collect::<Vec<_>>(), ["ID", "STATUS", "BUILD", "CREATED", "DESCRIPTION"]);
-    assert!(l[1].starts_with(&r3) && l[1].ends_with("env remove:B"), "{out}");
-    assert!(l[2].starts_with(&r2) && l[2].ends_with("env add:C change:A"), "{out}");
-    assert!(l[3].starts_with(&r1) && l[3].ends_with("env add:A,B"), "{out}");
+    assert_eq!(
+        l[0].split_whitespace().collect::<Vec<_>>(),
+        ["ID", "STATUS", "BUILD", "CREATED", "DESCRIPTION"]
+    );
+    assert!(
+        l[1].starts_with(&r3) && l[1].ends_with("env remove:B"),
+        "{out}"
+    );
+    assert!(
+        l[2].starts_with(&r2) && l[2].ends_with("env add:C change:A"),
+        "{out}"
+    );
+    assert!(
+        l[3].starts_with(&r1) && l[3].ends_with("env add:A,B"),
+        "{out}"
+    );
     assert!(l[1].contains("ago"), "{out}");
 
     // --release reads an older release; --replace starts from nothing.
@@ -111,7 +142,12 @@ async fn env_changes_make_releases_with_convox_descriptions() {
     assert_eq!(l[6], "            C=3");
 
     // Bad input: clear errors, no release made.
-    let before = rack.client().releases("web1", Some(100)).await.unwrap().len();
+    let before = rack
+        .client()
+        .releases("web1", Some(100))
+        .await
+        .unwrap()
+        .len();
     let err = stderr_fail(&rack.dray(&["env", "set", "NOVALUE", "-a", "web1"]));
     assert!(err.contains("expected KEY=VALUE"), "{err}");
     let err = stderr_fail(&rack.dray(&["env", "set", "A=x\ny", "-a", "web1"]));
@@ -122,7 +158,14 @@ async fn env_changes_make_releases_with_convox_descriptions() {
     assert!(err.contains("env not found: MISSING"), "{err}");
     let err = stderr_fail(&rack.dray(&["releases", "info", "RNOPENOPENO", "-a", "web1"]));
     assert_eq!(err, "ERROR: release not found: RNOPENOPENO\n");
-    assert_eq!(rack.client().releases("web1", Some(100)).await.unwrap().len(), before);
+    assert_eq!(
+        rack.client()
+            .releases("web1", Some(100))
+            .await
+            .unwrap()
+            .len(),
+        before
+    );
 }
 
 #[tokio::test]
@@ -134,7 +177,10 @@ async fn env_set_reads_stdin() {
         "# comment\nexport DB=postgres://x\nQUOTED=\"a b\"\n\n",
     );
     let out = stdout_ok(&out);
-    assert!(out.starts_with("Setting DB, QUOTED... OK\nRelease: R"), "{out}");
+    assert!(
+        out.starts_with("Setting DB, QUOTED... OK\nRelease: R"),
+        "{out}"
+    );
     assert_eq!(
         stdout_ok(&rack.dray(&["env", "-a", "stdinapp"])),
         "DB=postgres://x\nQUOTED=a b\n"
@@ -239,7 +285,10 @@ async fn unreachable_rack_and_missing_rack_errors_are_one_actionable_line() {
     let mut cmd = rack.dray_cmd(rack.dir.path(), &["apps"]);
     cmd.env_remove("DRAY_HOST").env_remove("DRAY_TOKEN");
     let err = stderr_fail(&cmd.output().unwrap());
-    assert!(err.starts_with("ERROR: no rack selected: run `dray login"), "{err}");
+    assert!(
+        err.starts_with("ERROR: no rack selected: run `dray login"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1);
 }
 

@@ -63,9 +63,15 @@ async fn kill9_during_200_env_changes_loses_no_acknowledged_release() {
     done.store(true, Ordering::SeqCst);
     let kills = killer.join().expect("killer thread");
     assert!(kills >= 5, "the agent was killed only {kills} times");
-    assert!(failures > 0, "no request ever hit a dead agent: the test proved nothing");
+    assert!(
+        failures > 0,
+        "no request ever hit a dead agent: the test proved nothing"
+    );
 
-    let mut r = rack.lock().unwrap_or_else(|p| p.into_inner());
+    let Ok(mutex) = Arc::try_unwrap(rack) else {
+        panic!("the killer thread still holds the rack");
+    };
+    let mut r = mutex.into_inner().unwrap_or_else(|p| p.into_inner());
     r.kill9();
     r.spawn();
     r.wait_ready().await;
@@ -74,7 +80,9 @@ async fn kill9_during_200_env_changes_loses_no_acknowledged_release() {
         let rel = releases
             .iter()
             .find(|rel| &rel.id == id)
-            .unwrap_or_else(|| panic!("acknowledged release {id} (change {i}) was lost after {kills} kills"));
+            .unwrap_or_else(|| {
+                panic!("acknowledged release {id} (change {i}) was lost after {kills} kills")
+            });
         assert_eq!(rel.env, format!("N={i}\nSTEP=step-{i}"));
     }
     assert_eq!(acked.len(), 200);

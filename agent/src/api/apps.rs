@@ -31,8 +31,18 @@ pub(super) fn routes(r: Routes) -> Routes {
             auth: true,
             query: &[],
             body: &[
-                param!("name", "string", true, "^[a-z][a-z0-9-]*$, not rack or system"),
-                param!("generation", "string", false, "accepted for Convox compatibility; always 3"),
+                param!(
+                    "name",
+                    "string",
+                    true,
+                    "^[a-z][a-z0-9-]*$, not rack or system"
+                ),
+                param!(
+                    "generation",
+                    "string",
+                    false,
+                    "accepted for Convox compatibility; always 3"
+                ),
             ],
             response: "App",
             errors: &[400, 409],
@@ -61,7 +71,12 @@ pub(super) fn routes(r: Routes) -> Routes {
             summary: "lock or unlock an app (termination protection)",
             auth: true,
             query: &[],
-            body: &[param!("lock", "boolean", true, "true to lock, false to unlock")],
+            body: &[param!(
+                "lock",
+                "boolean",
+                true,
+                "true to lock, false to unlock"
+            )],
             response: "App",
             errors: &[400, 404, 409],
         },

@@ -15,7 +15,12 @@ pub(super) fn routes(r: Routes) -> Routes {
             operation: "BuildList",
             summary: "list an app's builds, newest first",
             auth: true,
-            query: &[param!("limit", "integer", false, "at most this many (default 10)")],
+            query: &[param!(
+                "limit",
+                "integer",
+                false,
+                "at most this many (default 10)"
+            )],
             body: &[],
             response: "[Build]",
             errors: &[400, 404],

@@ -124,9 +124,7 @@ pub fn openapi(routes: &[RouteDoc]) -> Value {
                 }
             });
         }
-        let entry = paths
-            .entry(r.path.to_string())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.method.to_lowercase()] = op;
     }
     json!({

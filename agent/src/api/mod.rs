@@ -103,7 +103,10 @@ pub fn json_reply<T: Serialize>(status: StatusCode, value: &T) -> Response {
     body.push(b'\n');
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()

@@ -15,7 +15,10 @@ pub struct Params(pub HashMap<String, String>);
 impl Params {
     /// A string option; empty counts as absent.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|s| !s.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// An optional string option, owned.
@@ -81,7 +84,11 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                     serde_json::Value::String(s) => s,
                     serde_json::Value::Array(items) => items
                         .iter()
-                        .map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()))
+                        .map(|i| {
+                            i.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| i.to_string())
+                        })
                         .collect::<Vec<_>>()
                         .join(","),
                     other => other.to_string(),

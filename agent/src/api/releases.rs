@@ -16,7 +16,12 @@ pub(super) fn routes(r: Routes) -> Routes {
             operation: "ReleaseList",
             summary: "list an app's releases, newest first",
             auth: true,
-            query: &[param!("limit", "integer", false, "at most this many (default 10)")],
+            query: &[param!(
+                "limit",
+                "integer",
+                false,
+                "at most this many (default 10)"
+            )],
             body: &[],
             response: "[Release]",
             errors: &[400, 404],
@@ -33,8 +38,18 @@ pub(super) fn routes(r: Routes) -> Routes {
             query: &[],
             body: &[
                 param!("build", "string", false, "build id to use"),
-                param!("env", "string", false, "the whole environment as KEY=VALUE lines"),
-                param!("description", "string", false, "description (default: computed from the change)"),
+                param!(
+                    "env",
+                    "string",
+                    false,
+                    "the whole environment as KEY=VALUE lines"
+                ),
+                param!(
+                    "description",
+                    "string",
+                    false,
+                    "description (default: computed from the change)"
+                ),
                 param!("parent-release", "string", false, "release to fork from"),
             ],
             response: "Release",

@@ -112,6 +112,7 @@ impl Controllers {
     where
         F: FnMut(&mut AppRecord) -> Result<bool, Error>,
     {
+        let _guard = self.app_locks.lock(name).await;
         for _ in 0..CAS_RETRIES {
             let current = self.app_record(name).await?;
             let mut rec = current.value.clone();
@@ -169,6 +170,7 @@ impl Controllers {
 
     /// Delete an app with its builds and releases. Refused while the app is locked.
     pub async fn app_delete(&self, name: &str) -> Result<(), Error> {
+        let _guard = self.app_locks.lock(name).await;
         for _ in 0..CAS_RETRIES {
             let current = self.app_record(name).await?;
             if current.value.locked {

@@ -9,6 +9,7 @@ mod apps;
 mod env;
 mod releases;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use dray_store::Store;
@@ -60,6 +61,27 @@ impl From<dray_store::StoreError> for Error {
 pub struct Controllers {
     repo: Repo,
     config: Arc<Config>,
+    app_locks: AppLocks,
+}
+
+/// One async mutex per app, so this agent's writes to one app queue instead of colliding in
+/// compare-and-swap retries. The store's revisions still guard correctness across agents.
+#[derive(Clone, Default)]
+struct AppLocks(Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl AppLocks {
+    async fn lock(&self, app: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            // A poisoned map only means another thread panicked while inserting; the map
+            // itself is still usable.
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() > 10_000 {
+                map.retain(|_, m| Arc::strong_count(m) > 1);
+            }
+            map.entry(app.to_string()).or_default().clone()
+        };
+        m.lock_owned().await
+    }
 }
 
 impl Controllers {
@@ -67,6 +89,7 @@ impl Controllers {
         Controllers {
             repo: Repo::new(store),
             config: Arc::new(config),
+            app_locks: AppLocks::default(),
         }
     }
 
@@ -101,7 +124,11 @@ impl Controllers {
     }
 
     /// An app's builds, newest first, at most `limit` (default 10).
-    pub async fn builds(&self, app: &str, limit: Option<usize>) -> Result<Vec<dray_sdk::Build>, Error> {
+    pub async fn builds(
+        &self,
+        app: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<dray_sdk::Build>, Error> {
         self.app_record(app).await?;
         let mut builds = self.repo.builds(app).await?;
         builds.truncate(limit.unwrap_or(10));

@@ -56,6 +56,7 @@ impl Controllers {
             ),
             None => None,
         };
+        let _guard = self.app_locks.lock(app).await;
         for _ in 0..CAS_RETRIES {
             let current = self.app_record(app).await?;
             let parent_id = opts
@@ -63,13 +64,14 @@ impl Controllers {
                 .clone()
                 .filter(|p| !p.is_empty())
                 .unwrap_or_else(|| current.value.latest_release.clone());
-            let parent = if parent_id.is_empty() {
-                None
-            } else {
-                Some(self.repo.release(app, &parent_id).await?.ok_or_else(|| {
-                    Error::NotFound(format!("release not found: {parent_id}"))
-                })?)
-            };
+            let parent =
+                if parent_id.is_empty() {
+                    None
+                } else {
+                    Some(self.repo.release(app, &parent_id).await?.ok_or_else(|| {
+                        Error::NotFound(format!("release not found: {parent_id}"))
+                    })?)
+                };
             let parent_env = parent
                 .as_ref()
                 .map(|p| Environment::parse(&p.env))

@@ -53,7 +53,14 @@ pub async fn run(g: &Globals, args: BuildsArgs) -> anyhow::Result<()> {
             print!(
                 "{}",
                 output::table(
-                    &["ID", "STATUS", "RELEASE", "STARTED", "ELAPSED", "DESCRIPTION"],
+                    &[
+                        "ID",
+                        "STATUS",
+                        "RELEASE",
+                        "STARTED",
+                        "ELAPSED",
+                        "DESCRIPTION"
+                    ],
                     &rows
                 )
             );

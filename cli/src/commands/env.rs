@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(parse_pair("A=b=c").unwrap(), ("A".into(), "b=c".into()));
         assert!(parse_pair("A").is_err());
         assert!(parse_pair("=x").is_err());
-        assert!(parse_pair("A=x\ny").unwrap_err().to_string().contains("newline"));
+        assert!(parse_pair("A=x\ny")
+            .unwrap_err()
+            .to_string()
+            .contains("newline"));
     }
 
     #[test]
@@ -197,6 +200,9 @@ mod tests {
         assert_eq!(m["A"], "1");
         assert_eq!(m["B"], "two words");
         assert_eq!(m["C"], "x");
-        assert!(parse_env_lines("nope").unwrap_err().to_string().contains("line 1"));
+        assert!(parse_env_lines("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("line 1"));
     }
 }

@@ -74,7 +74,9 @@ pub fn racks(g: &Globals) -> anyhow::Result<()> {
 pub fn switch(rack: &str) -> anyhow::Result<()> {
     let mut settings = Settings::load()?;
     let Some(url) = settings.find(rack)? else {
-        bail!("no saved rack matches {rack:?}: see `dray racks`, or `dray login URL --token TOKEN`");
+        bail!(
+            "no saved rack matches {rack:?}: see `dray racks`, or `dray login URL --token TOKEN`"
+        );
     };
     settings.current = url.clone();
     settings.save()?;

@@ -1,6 +1,8 @@
 //! `dray manifest` (being written)
-use clap::Args;
 use super::Globals;
+use clap::Args;
 #[derive(Debug, Args)]
 pub struct ManifestArgs {}
-pub fn run(_g: &Globals, _a: ManifestArgs) -> anyhow::Result<()> { anyhow::bail!("not yet") }
+pub fn run(_g: &Globals, _a: ManifestArgs) -> anyhow::Result<()> {
+    anyhow::bail!("not yet")
+}

@@ -61,7 +61,10 @@ pub async fn run(g: &Globals, args: ReleasesArgs) -> anyhow::Result<()> {
                 output::info(&[
                     ("Id", r.id),
                     ("Build", r.build),
-                    ("Created", r.created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                    (
+                        "Created",
+                        r.created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
                     ("Description", r.description),
                     ("Env", r.env),
                 ])
