@@ -215,7 +215,11 @@ impl Client {
     }
 
     /// `GET /apps/{app}/releases?limit=N`, newest first.
-    pub async fn releases(&self, app: &str, limit: Option<u32>) -> Result<Vec<Release>, ClientError> {
+    pub async fn releases(
+        &self,
+        app: &str,
+        limit: Option<u32>,
+    ) -> Result<Vec<Release>, ClientError> {
         let mut req = self.request(Method::GET, &format!("/apps/{}/releases", seg(app)));
         if let Some(l) = limit {
             req = req.query(&[("limit", l)]);
@@ -233,7 +237,11 @@ impl Client {
     }
 
     /// `POST /apps/{app}/releases`.
-    pub async fn release_create(&self, app: &str, opts: &ReleaseCreate) -> Result<Release, ClientError> {
+    pub async fn release_create(
+        &self,
+        app: &str,
+        opts: &ReleaseCreate,
+    ) -> Result<Release, ClientError> {
         let mut form: Vec<(&str, &str)> = Vec::new();
         if let Some(v) = &opts.build {
             form.push(("build", v));
@@ -292,7 +300,9 @@ fn seg(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
