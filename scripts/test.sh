@@ -15,4 +15,15 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 log "cargo build (binaries used by the end-to-end tests)"
 cargo build --workspace --bins --all-features
 log "cargo test"
-cargo test --workspace --all-features
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+set +e
+cargo test --workspace --all-features 2>&1 | tee "$out"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one per test binary, the last often "0 passed").
+passed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$out")
+failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$out")
+echo
+echo "tests: ${passed:-0} passed, ${failed:-0} failed"
+exit "$rc"
