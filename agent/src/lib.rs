@@ -12,6 +12,7 @@ pub mod config;
 pub mod controllers;
 pub mod ids;
 pub mod logging;
+pub mod metrics;
 pub mod repo;
 
 use std::net::SocketAddr;
@@ -93,7 +94,8 @@ impl Agent {
         })?;
 
         let controllers = controllers::Controllers::new(store, config.clone());
-        let app = api::router(api::ApiState::new(controllers, token.clone()));
+        let registry = metrics::Registry::default();
+        let app = api::router(api::ApiState::new(controllers, token.clone(), registry));
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {
             axum::serve(listener, app)

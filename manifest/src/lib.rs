@@ -23,6 +23,8 @@
 //! This crate owns the meaning of convox.yml. It must never touch the network, run processes or
 //! read files (except [`command_file`] for the CLI), and must never panic on any input.
 
+#![warn(missing_docs)]
+
 mod cli;
 mod cron;
 mod decode;

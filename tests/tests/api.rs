@@ -286,12 +286,13 @@ async fn openapi_documents_exactly_the_real_routes() {
         "GET /apps/{app}/releases/{id}",
         "GET /apps/{app}/builds",
         "GET /apps/{app}/builds/{id}",
+        "GET /metrics",
     ] {
         assert!(documented.iter().any(|d| d == r), "{r} is not documented");
     }
     assert_eq!(
         documented.len(),
-        15,
+        16,
         "update the list above when adding routes: {documented:?}"
     );
 }
@@ -366,4 +367,22 @@ async fn config_file_and_env_vars_configure_the_agent() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("drayd.toml") && err.contains("lisen"), "{err}");
+}
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_text_format() {
+    let rack = Rack::start().await;
+    let auth = bearer(&rack);
+    call(&rack, "GET", "/apps", Some(&auth), &[]).await;
+    let (status, body) = call(&rack, "GET", "/metrics", Some(&auth), &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("# TYPE dray_api_request_duration_seconds histogram"),
+        "{body}"
+    );
+    assert!(
+        body.contains("dray_api_request_duration_seconds_count{method=\"GET\",route=\"/apps\",status=\"200\"} 1"),
+        "{body}"
+    );
+    assert_eq!(call(&rack, "GET", "/metrics", None, &[]).await.0, 401);
 }

@@ -51,6 +51,12 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
         }
     }
     let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
     let actor = req
         .headers()
         .get("x-dray-actor")
@@ -60,6 +66,10 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
         .unwrap_or("token")
         .to_string();
     let resp = next.run(req).await;
+    state.api_latency.observe(
+        &[method.as_str(), &route, resp.status().as_str()],
+        started.elapsed().as_secs_f64(),
+    );
     if method != Method::GET && method != Method::HEAD {
         tracing::info!(target: "audit", %method, %path, status = resp.status().as_u16(), %actor, "api call");
     }

@@ -77,10 +77,14 @@ pub fn openapi(routes: &[RouteDoc]) -> Value {
                     "description": p.description, "schema": { "type": p.kind } })
         }));
         let mut responses = Map::new();
+        let content = if r.response == "Metrics" {
+            json!({ "text/plain": { "schema": { "type": "string" } } })
+        } else {
+            json!({ "application/json": { "schema": schema_ref(r.response) } })
+        };
         responses.insert(
             "200".into(),
-            json!({ "description": "success",
-                    "content": { "application/json": { "schema": schema_ref(r.response) } } }),
+            json!({ "description": "success", "content": content }),
         );
         let mut codes: Vec<u16> = r.errors.to_vec();
         if r.auth {

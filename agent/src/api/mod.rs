@@ -28,6 +28,7 @@ use axum::Router;
 use serde::Serialize;
 
 use crate::controllers::{Controllers, Error};
+use crate::metrics::{Metric, Registry};
 
 pub use docs::{openapi, RouteDoc};
 pub use params::Params;
@@ -38,14 +39,24 @@ pub struct ApiState {
     pub controllers: Controllers,
     token: Arc<str>,
     docs: Arc<Vec<RouteDoc>>,
+    metrics: Registry,
+    api_latency: Metric,
 }
 
 impl ApiState {
-    pub fn new(controllers: Controllers, token: String) -> Self {
+    pub fn new(controllers: Controllers, token: String, metrics: Registry) -> Self {
+        let api_latency = metrics.histogram(
+            "dray_api_request_duration_seconds",
+            "API request latency by method, route and status.",
+            &["method", "route", "status"],
+            crate::metrics::LATENCY_BUCKETS,
+        );
         ApiState {
             controllers,
             token: token.into(),
             docs: Arc::new(Vec::new()),
+            metrics,
+            api_latency,
         }
     }
 }

@@ -53,6 +53,20 @@ pub(super) fn routes(r: Routes) -> Routes {
     .add(
         RouteDoc {
             method: "GET",
+            path: "/metrics",
+            operation: "Metrics",
+            summary: "Prometheus metrics (text exposition format)",
+            auth: true,
+            query: &[],
+            body: &[],
+            response: "Metrics",
+            errors: &[],
+        },
+        get(metrics),
+    )
+    .add(
+        RouteDoc {
+            method: "GET",
             path: "/openapi.json",
             operation: "OpenApi",
             summary: "this API's OpenAPI 3 document",
@@ -80,4 +94,17 @@ async fn system(State(s): State<ApiState>) -> Result<Response, ApiError> {
 
 async fn openapi(State(s): State<ApiState>) -> Result<Response, ApiError> {
     ok(&super::docs::openapi(&s.docs))
+}
+
+async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    use axum::http::{header, HeaderValue};
+    use axum::response::IntoResponse;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        s.metrics.render(),
+    )
+        .into_response())
 }
