@@ -41,8 +41,8 @@ impl Controllers {
             .ok_or_else(|| Error::NotFound(format!("app not found: {name}")))
     }
 
-    fn app_view(&self, rec: AppRecord) -> App {
-        let router = self.router_host(&rec);
+    async fn app_view(&self, rec: AppRecord) -> App {
+        let router = self.router_host(&rec).await;
         App {
             name: rec.name,
             status: rec.status,
@@ -55,10 +55,37 @@ impl Controllers {
         }
     }
 
-    /// The router host of an app: its first public web service in the active release.
-    fn router_host(&self, rec: &AppRecord) -> String {
-        let _ = rec;
-        String::new()
+    /// The router host of an app: `<service>.<app>.<rack domain>` for the first routable
+    /// service (a `port`, not `internal`) of the active release, or of the newest release before
+    /// the first promote. Empty when there is no such service.
+    async fn router_host(&self, rec: &AppRecord) -> String {
+        let id = if rec.release.is_empty() {
+            &rec.latest_release
+        } else {
+            &rec.release
+        };
+        if id.is_empty() {
+            return String::new();
+        }
+        let Ok(Some(release)) = self.repo.release(&rec.name, id).await else {
+            return String::new();
+        };
+        if release.manifest.is_empty() {
+            return String::new();
+        }
+        let env = dray_sdk::Environment::parse(&release.env).0;
+        let opts = dray_manifest::LoadOptions { require_env: false };
+        let Ok(loaded) = dray_manifest::load_with("convox.yml", &release.manifest, &env, &opts)
+        else {
+            return String::new();
+        };
+        loaded
+            .manifest
+            .services
+            .iter()
+            .find(|(_, svc)| svc.is_routable())
+            .map(|(name, _)| format!("{name}.{}.{}", rec.name, self.config.domain))
+            .unwrap_or_default()
     }
 
     /// Create an app (status `running`: there is nothing to provision before the first deploy).
@@ -87,23 +114,21 @@ impl Controllers {
             return Err(Error::Conflict(format!("app already exists: {name}")));
         }
         tracing::info!(target: "audit", app = name, "app created");
-        Ok(self.app_view(rec))
+        Ok(self.app_view(rec).await)
     }
 
     /// One app.
     pub async fn app(&self, name: &str) -> Result<App, Error> {
-        Ok(self.app_view(self.app_record(name).await?.value))
+        Ok(self.app_view(self.app_record(name).await?.value).await)
     }
 
     /// Every app, by name.
     pub async fn apps(&self) -> Result<Vec<App>, Error> {
-        Ok(self
-            .repo
-            .apps()
-            .await?
-            .into_iter()
-            .map(|r| self.app_view(r))
-            .collect())
+        let mut apps = Vec::new();
+        for rec in self.repo.apps().await? {
+            apps.push(self.app_view(rec).await);
+        }
+        Ok(apps)
     }
 
     /// Apply `change` to an app record with compare-and-swap, retrying on concurrent writes.
@@ -148,7 +173,7 @@ impl Controllers {
             })
             .await?;
         tracing::info!(target: "audit", app = name, lock, "app lock changed");
-        Ok(self.app_view(rec))
+        Ok(self.app_view(rec).await)
     }
 
     /// Ask the deployment in progress to stop and roll back.

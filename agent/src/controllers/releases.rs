@@ -130,3 +130,104 @@ impl Controllers {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use dray_sdk::Build;
+    use dray_store::sqlite::SqliteStore;
+
+    use super::*;
+    use crate::config::Config;
+
+    async fn controllers(dir: &std::path::Path) -> Controllers {
+        let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+        Controllers::new(store, Config::for_data_dir(dir))
+    }
+
+    #[tokio::test]
+    async fn a_release_from_a_build_takes_its_manifest_and_the_router_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = controllers(dir.path()).await;
+        c.app_create("myapp").await.unwrap();
+        let first = c
+            .release_create(
+                "myapp",
+                ReleaseOptions {
+                    env: Some("A=1".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(c.app("myapp").await.unwrap().router, "");
+
+        let build = Build {
+            id: "BABCDEFGHIJ".into(),
+            app: "myapp".into(),
+            description: "build 0a1b2c3 initial".into(),
+            manifest: "services:\n  worker:\n    command: work\n  web:\n    port: 3000\n".into(),
+            status: "complete".into(),
+            ..Default::default()
+        };
+        c.repo
+            .store()
+            .put(&repo::build_key("myapp", &build.id), repo::encode(&build))
+            .await
+            .unwrap();
+        let r = c
+            .release_create(
+                "myapp",
+                ReleaseOptions {
+                    build: Some(build.id.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.build, build.id);
+        assert_eq!(r.manifest, build.manifest);
+        assert_eq!(r.description, build.description);
+        assert_eq!(r.env, "A=1", "the env is forked from the newest release");
+        assert_ne!(r.id, first.id);
+        assert_eq!(c.app("myapp").await.unwrap().router, "web.myapp.localhost");
+        // Newest first.
+        let list = c.releases("myapp", None).await.unwrap();
+        assert_eq!(list[0].id, r.id);
+        assert_eq!(list[1].id, first.id);
+        // Deleting the app removes its builds and releases too.
+        c.app_delete("myapp").await.unwrap();
+        assert!(c.repo.releases("myapp").await.unwrap().is_empty());
+        assert!(c.repo.builds("myapp").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn concurrent_env_changes_each_fork_from_the_previous_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = controllers(dir.path()).await;
+        c.app_create("busy").await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                c.release_create(
+                    "busy",
+                    ReleaseOptions {
+                        env: Some(format!("N={i}")),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let list = c.releases("busy", Some(100)).await.unwrap();
+        assert_eq!(list.len(), 20);
+        let rec = c.app_record("busy").await.unwrap().value;
+        assert_eq!(rec.latest_release, list[0].id);
+    }
+}
