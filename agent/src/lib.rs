@@ -14,6 +14,7 @@ pub mod ids;
 pub mod logging;
 pub mod metrics;
 pub mod repo;
+pub mod supervisor;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
