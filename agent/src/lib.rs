@@ -13,6 +13,7 @@ pub mod controllers;
 pub mod ids;
 pub mod logging;
 pub mod metrics;
+pub mod objects;
 pub mod repo;
 pub mod supervisor;
 

@@ -279,6 +279,33 @@ impl Client {
         .await
     }
 
+    /// `POST /apps/{app}/objects/{key}` with a file's bytes streamed as the body; returns the
+    /// `object://app/key` URL.
+    pub async fn object_store_file(
+        &self,
+        app: &str,
+        key: &str,
+        path: &std::path::Path,
+    ) -> Result<String, ClientError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ClientError::InvalidUrl {
+                url: path.display().to_string(),
+                reason: format!("cannot read the file: {e}"),
+            })?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let key_path: String = key.split('/').map(seg).collect::<Vec<_>>().join("/");
+        let req = self
+            .request(
+                Method::POST,
+                &format!("/apps/{}/objects/{}", seg(app), key_path),
+            )
+            .header("content-type", "application/octet-stream")
+            .body(body);
+        let v: serde_json::Value = self.json(req).await?;
+        Ok(v["Url"].as_str().unwrap_or_default().to_string())
+    }
+
     /// Any `GET` returning JSON, for `dray api get PATH`.
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         let path = if path.starts_with('/') {

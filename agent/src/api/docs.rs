@@ -66,8 +66,8 @@ fn error_description(code: u16) -> &'static str {
 pub fn openapi(routes: &[RouteDoc]) -> Value {
     let mut paths = Map::new();
     for r in routes {
-        let mut parameters: Vec<Value> = r
-            .path
+        let path = r.path.replace("{*", "{");
+        let mut parameters: Vec<Value> = path
             .split('/')
             .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
@@ -79,6 +79,8 @@ pub fn openapi(routes: &[RouteDoc]) -> Value {
         let mut responses = Map::new();
         let content = if r.response == "Metrics" {
             json!({ "text/plain": { "schema": { "type": "string" } } })
+        } else if r.response == "Bytes" {
+            json!({ "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } })
         } else {
             json!({ "application/json": { "schema": schema_ref(r.response) } })
         };
@@ -128,7 +130,7 @@ pub fn openapi(routes: &[RouteDoc]) -> Value {
                 }
             });
         }
-        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
+        let entry = paths.entry(path.clone()).or_insert_with(|| json!({}));
         entry[r.method.to_lowercase()] = op;
     }
     json!({
@@ -158,6 +160,7 @@ fn schemas() -> Value {
         "Error": { "type": "object", "required": ["error"], "properties": { "error": s("string") } },
         "Ok": { "type": "object", "properties": { "status": s("string") } },
         "OpenApi": { "type": "object", "description": "this document" },
+        "Object": { "type": "object", "required": ["Url"], "properties": { "Url": s("string") } },
         "App": { "type": "object", "required": ["name", "status"], "properties": {
             "name": s("string"), "status": { "type": "string", "enum": ["creating", "running", "updating", "rollback", "deleting"] },
             "release": s("string"), "locked": s("boolean"), "router": s("string"),

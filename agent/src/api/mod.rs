@@ -15,6 +15,7 @@ mod apps;
 mod auth;
 mod builds;
 mod docs;
+mod objects;
 mod params;
 mod releases;
 mod system;
@@ -152,6 +153,12 @@ impl Routes {
         self.docs.push(doc);
         self
     }
+
+    /// Document another method of a path already added with a multi-method handler.
+    fn doc(mut self, doc: RouteDoc) -> Self {
+        self.docs.push(doc);
+        self
+    }
 }
 
 /// The agent's router with every route, auth and the audit log.
@@ -160,6 +167,7 @@ pub fn router(mut state: ApiState) -> Router {
     let routes = apps::routes(routes);
     let routes = releases::routes(routes);
     let routes = builds::routes(routes);
+    let routes = objects::routes(routes);
     state.docs = Arc::new(routes.docs);
     routes
         .router

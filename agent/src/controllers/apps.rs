@@ -216,6 +216,9 @@ impl Controllers {
                 })
                 .await?;
             if resp.succeeded {
+                if let Err(e) = self.objects.delete_app(name).await {
+                    tracing::warn!(app = name, error = %e, "cannot remove the app's objects");
+                }
                 tracing::info!(target: "audit", app = name, "app deleted");
                 return Ok(());
             }

@@ -7,6 +7,7 @@
 
 mod apps;
 mod env;
+mod objects;
 mod releases;
 
 use std::collections::HashMap;
@@ -62,6 +63,7 @@ pub struct Controllers {
     repo: Repo,
     config: Arc<Config>,
     app_locks: AppLocks,
+    objects: crate::objects::Objects,
 }
 
 /// One async mutex per app, so this agent's writes to one app queue instead of colliding in
@@ -88,6 +90,7 @@ impl Controllers {
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
         Controllers {
             repo: Repo::new(store),
+            objects: crate::objects::Objects::new(config.data_dir.join("objects")),
             config: Arc::new(config),
             app_locks: AppLocks::default(),
         }
