@@ -31,8 +31,15 @@ ensure_rust() {
     for c in rustfmt clippy; do
       rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" >/dev/null 2>&1 || true
     done
+    # Plugins are WebAssembly components built for wasm32-wasip2.
+    rustup target list --installed 2>/dev/null | grep -q '^wasm32-wasip2$' || {
+      log "adding the wasm32-wasip2 target"
+      rustup target add wasm32-wasip2 >/dev/null
+    }
   fi
 }
 
 # The system packages Dray builds and runs with.
-DRAY_PACKAGES=(ca-certificates curl pkg-config protobuf-compiler)
+# containerd + runc run the apps; protoc builds containerd-client; busybox-static makes the test
+# images; wrk drives the benchmarks.
+DRAY_PACKAGES=(ca-certificates curl pkg-config protobuf-compiler containerd runc busybox-static wrk)

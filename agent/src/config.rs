@@ -50,6 +50,24 @@ pub struct Flags {
     /// Log level or filter (RUST_LOG syntax) [default: info].
     #[arg(long, env = "DRAY_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// containerd's socket [default: /run/containerd/containerd.sock].
+    #[arg(long, env = "DRAY_CONTAINERD_SOCKET", value_name = "PATH")]
+    pub containerd_socket: Option<PathBuf>,
+    /// containerd namespace holding the rack's containers and images [default: dray].
+    #[arg(long, env = "DRAY_CONTAINERD_NAMESPACE", value_name = "NAME")]
+    pub containerd_namespace: Option<String>,
+    /// Host ports handed to processes as PORT, as FIRST-LAST [default: 20000-29999].
+    #[arg(long, env = "DRAY_PORT_RANGE", value_name = "FIRST-LAST")]
+    pub port_range: Option<String>,
+    /// Rotate a process's log file at this many bytes [default: 10485760].
+    #[arg(long, env = "DRAY_LOG_MAX_SIZE", value_name = "BYTES")]
+    pub log_max_size: Option<u64>,
+    /// Keep this many log files per process [default: 10].
+    #[arg(long, env = "DRAY_LOG_MAX_FILES", value_name = "N")]
+    pub log_max_files: Option<u32>,
+    /// First crash-restart delay in milliseconds; it doubles up to 5 minutes [default: 10000].
+    #[arg(long, env = "DRAY_CRASH_BACKOFF_MS", value_name = "MS", hide = true)]
+    pub crash_backoff_ms: Option<u64>,
 }
 
 /// The config file's shape.
@@ -63,6 +81,12 @@ pub struct FileConfig {
     pub domain: Option<String>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
+    pub containerd_socket: Option<PathBuf>,
+    pub containerd_namespace: Option<String>,
+    pub port_range: Option<String>,
+    pub log_max_size: Option<u64>,
+    pub log_max_files: Option<u32>,
+    pub crash_backoff_ms: Option<u64>,
 }
 
 /// The merged configuration the agent runs with.
@@ -76,7 +100,20 @@ pub struct Config {
     pub domain: String,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub containerd_socket: PathBuf,
+    pub containerd_namespace: String,
+    /// First and last host port for processes.
+    pub port_range: (u16, u16),
+    /// pids limit of every process.
+    pub pids_limit: i64,
+    pub log_max_size: u64,
+    pub log_max_files: u32,
+    /// First crash-restart delay.
+    pub crash_backoff: std::time::Duration,
 }
+
+/// Default containerd socket.
+pub const DEFAULT_CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 
 /// A config problem, reported before anything starts.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +163,34 @@ impl Config {
                 .log_level
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".to_string()),
+            containerd_socket: flags
+                .containerd_socket
+                .or(file.containerd_socket)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTAINERD_SOCKET)),
+            containerd_namespace: flags
+                .containerd_namespace
+                .or(file.containerd_namespace)
+                .unwrap_or_else(|| "dray".to_string()),
+            port_range: parse_port_range(
+                flags
+                    .port_range
+                    .or(file.port_range)
+                    .as_deref()
+                    .unwrap_or("20000-29999"),
+            )?,
+            pids_limit: 4096,
+            log_max_size: flags
+                .log_max_size
+                .or(file.log_max_size)
+                .unwrap_or(10 * 1024 * 1024),
+            log_max_files: flags.log_max_files.or(file.log_max_files).unwrap_or(10),
+            crash_backoff: std::time::Duration::from_millis(
+                flags
+                    .crash_backoff_ms
+                    .or(file.crash_backoff_ms)
+                    .unwrap_or(10_000)
+                    .max(1),
+            ),
         };
         config.validate()?;
         Ok(config)
@@ -141,6 +206,13 @@ impl Config {
             domain: DEFAULT_DOMAIN.to_string(),
             log_format: LogFormat::Text,
             log_level: "info".to_string(),
+            containerd_socket: PathBuf::from(DEFAULT_CONTAINERD_SOCKET),
+            containerd_namespace: "dray".to_string(),
+            port_range: (20000, 29999),
+            pids_limit: 4096,
+            log_max_size: 10 * 1024 * 1024,
+            log_max_files: 10,
+            crash_backoff: std::time::Duration::from_secs(10),
         }
     }
 
@@ -186,6 +258,22 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), ConfigError> {
+    let bad = || ConfigError::Invalid {
+        key: "port-range",
+        value: s.to_string(),
+        reason: "expected FIRST-LAST with 1024 < FIRST <= LAST <= 65535, for example 20000-29999"
+            .into(),
+    };
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    if a <= 1024 || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

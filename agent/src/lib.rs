@@ -12,6 +12,7 @@ pub mod config;
 pub mod controllers;
 pub mod ids;
 pub mod logging;
+pub mod logs;
 pub mod metrics;
 pub mod objects;
 pub mod repo;
@@ -48,6 +49,10 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Runtime(#[from] dray_runtime::RuntimeError),
+    #[error("cannot re-adopt running processes: {0}")]
+    Adopt(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -95,8 +100,33 @@ impl Agent {
             source,
         })?;
 
-        let controllers = controllers::Controllers::new(store, config.clone());
+        let runtime =
+            dray_runtime::Runtime::connect(&config.containerd_socket, &config.containerd_namespace)
+                .await?
+                .with_fifo_dir(data_dir.join("fifo"));
         let registry = metrics::Registry::default();
+        let repo = repo::Repo::new(store.clone());
+        let supervisor = supervisor::Supervisor::new(
+            runtime,
+            repo,
+            Arc::new(config.clone()),
+            &registry,
+            supervisor::Options {
+                policy: supervisor::backoff::BackoffPolicy {
+                    initial: config.crash_backoff,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        let adopted = supervisor
+            .adopt()
+            .await
+            .map_err(|e| StartError::Adopt(e.to_string()))?;
+        tokio::spawn(supervisor.clone().run());
+        tracing::info!(adopted, "supervisor running");
+        let controllers =
+            controllers::Controllers::new(store, config.clone()).with_supervisor(supervisor);
         let app = api::router(api::ApiState::new(controllers, token.clone(), registry));
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {

@@ -5,8 +5,26 @@ use clap::Parser;
 use dray_agent::config::{Config, Flags};
 use dray_agent::{logging, Agent};
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // Started by the containerd shim as a process's `binary://` logger: no runtime, no flags.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if dray_logs::is_logger_invocation(&args) {
+        std::process::exit(dray_logs::logger_main());
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("drayd: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    rt.block_on(agent_main());
+}
+
+async fn agent_main() {
     if let Err(e) = run().await {
         eprintln!("drayd: {e:#}");
         std::process::exit(1);

@@ -45,6 +45,38 @@ pub struct AppRecord {
     #[serde(default)]
     pub cancel_requested: bool,
     pub created: DateTime<Utc>,
+    /// The release being deployed (empty when no deployment is in progress).
+    #[serde(default)]
+    pub deploying: String,
+    /// When the deployment started.
+    #[serde(default = "epoch")]
+    pub deploy_started: DateTime<Utc>,
+    /// Seconds the deployment may take before it is rolled back.
+    #[serde(default)]
+    pub deploy_timeout: u64,
+    /// Why the last deployment was rolled back (empty after a success).
+    #[serde(default)]
+    pub last_deploy_error: String,
+}
+
+fn epoch() -> DateTime<Utc> {
+    DateTime::<Utc>::UNIX_EPOCH
+}
+
+/// A service's live scale (`dray scale`), which wins over the manifest's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+}
+
+/// Key of an app's live scale (service name -> [`ScaleRecord`]).
+pub fn scale_key(app: &str) -> String {
+    format!("/dray/scale/{app}")
 }
 
 /// A value read together with the revision needed to update it safely.
@@ -139,6 +171,54 @@ impl Repo {
             .collect::<Result<Vec<_>, _>>()?;
         out.sort_by_key(|v| std::cmp::Reverse(v.create_revision));
         Ok(out)
+    }
+
+    /// An app's live scale by service (empty when never scaled).
+    pub async fn scale(
+        &self,
+        app: &str,
+    ) -> Result<std::collections::BTreeMap<String, ScaleRecord>, RepoError> {
+        Ok(self
+            .get(&scale_key(app))
+            .await?
+            .map(|v| v.value)
+            .unwrap_or_default())
+    }
+
+    /// Change an app record with compare-and-swap, retrying on concurrent writes. `change`
+    /// returns false to leave it unchanged. Returns whether a change was written (false also
+    /// when the app is gone).
+    pub async fn update_app<F>(&self, name: &str, mut change: F) -> Result<bool, RepoError>
+    where
+        F: FnMut(&mut AppRecord) -> bool,
+    {
+        for _ in 0..50 {
+            let Some(current) = self.app(name).await? else {
+                return Ok(false);
+            };
+            let mut rec = current.value.clone();
+            if !change(&mut rec) {
+                return Ok(false);
+            }
+            let key = app_key(name);
+            let resp = self
+                .store
+                .txn(dray_store::Txn {
+                    compare: vec![dray_store::Compare::ModRevision(
+                        key.clone(),
+                        current.mod_revision,
+                    )],
+                    success: vec![dray_store::Op::Put(key, encode(&rec))],
+                    failure: vec![],
+                })
+                .await?;
+            if resp.succeeded {
+                return Ok(true);
+            }
+        }
+        Err(RepoError::Store(StoreError::Backend(format!(
+            "app {name} kept changing under 50 attempts to update it"
+        ))))
     }
 
     pub async fn app(&self, name: &str) -> Result<Option<Versioned<AppRecord>>, RepoError> {

@@ -47,6 +47,18 @@ pub enum Command {
     Env(commands::env::EnvArgs),
     /// List and inspect releases.
     Releases(commands::releases::ReleasesArgs),
+    /// List an app's processes.
+    Ps(commands::processes::PsArgs),
+    /// Show or change the scale of an app's services.
+    Scale(commands::processes::ScaleArgs),
+    /// List an app's services.
+    Services(commands::processes::ServicesArgs),
+    /// Replace every process of an app.
+    Restart,
+    /// Stream an app's logs.
+    Logs(commands::logs::LogsArgs),
+    /// List and import images.
+    Images(commands::images::ImagesArgs),
     /// Show the rack.
     Rack,
     /// Save a rack's URL and token and make it current.
@@ -94,6 +106,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Builds(a) => commands::builds::run(&g, a).await,
         Command::Env(a) => commands::env::run(&g, a).await,
         Command::Releases(a) => commands::releases::run(&g, a).await,
+        Command::Ps(a) => commands::processes::ps(&g, a).await,
+        Command::Scale(a) => commands::processes::scale(&g, a).await,
+        Command::Services(a) => commands::processes::services(&g, a).await,
+        Command::Restart => commands::processes::restart(&g).await,
+        Command::Logs(a) => commands::logs::run(&g, a).await,
+        Command::Images(a) => commands::images::run(&g, a).await,
         Command::Rack => commands::system::rack(&g).await,
         Command::Login(a) => commands::login::login(&g, a).await,
         Command::Racks => commands::login::racks(&g),

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::types::{App, Build, ErrorBody, Release, System};
+use crate::types::{App, Build, ErrorBody, Image, Process, Release, Service, System};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -306,6 +306,187 @@ impl Client {
         Ok(v["Url"].as_str().unwrap_or_default().to_string())
     }
 
+    /// `POST /apps/{app}/releases/{id}/promote`: start deploying a release (poll [`Client::app`]
+    /// until its status is `running`).
+    pub async fn promote(
+        &self,
+        app: &str,
+        id: &str,
+        force: bool,
+        timeout: Option<u64>,
+    ) -> Result<(), ClientError> {
+        let mut form: Vec<(&str, String)> = vec![("force", force.to_string())];
+        if let Some(t) = timeout {
+            form.push(("timeout", t.to_string()));
+        }
+        let req = self
+            .request(
+                Method::POST,
+                &format!("/apps/{}/releases/{}/promote", seg(app), seg(id)),
+            )
+            .form(&form);
+        self.send(req).await?;
+        Ok(())
+    }
+
+    /// `GET /apps/{app}/processes`.
+    pub async fn processes(
+        &self,
+        app: &str,
+        service: Option<&str>,
+    ) -> Result<Vec<Process>, ClientError> {
+        let mut req = self.request(Method::GET, &format!("/apps/{}/processes", seg(app)));
+        if let Some(s) = service {
+            req = req.query(&[("service", s)]);
+        }
+        self.json(req).await
+    }
+
+    /// `GET /apps/{app}/processes/{pid}`.
+    pub async fn process(&self, app: &str, pid: &str) -> Result<Process, ClientError> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/apps/{}/processes/{}", seg(app), seg(pid)),
+        ))
+        .await
+    }
+
+    /// `DELETE /apps/{app}/processes/{pid}`.
+    pub async fn process_stop(&self, app: &str, pid: &str) -> Result<(), ClientError> {
+        self.send(self.request(
+            Method::DELETE,
+            &format!("/apps/{}/processes/{}", seg(app), seg(pid)),
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// `GET /apps/{app}/services`.
+    pub async fn services(&self, app: &str) -> Result<Vec<Service>, ClientError> {
+        self.json(self.request(Method::GET, &format!("/apps/{}/services", seg(app))))
+            .await
+    }
+
+    /// `PUT /apps/{app}/services/{service}`: change count, cpu (millicores) or memory (MB).
+    pub async fn scale(
+        &self,
+        app: &str,
+        service: &str,
+        count: Option<u32>,
+        cpu: Option<u64>,
+        memory: Option<u64>,
+    ) -> Result<Service, ClientError> {
+        let mut form: Vec<(&str, String)> = Vec::new();
+        if let Some(v) = count {
+            form.push(("count", v.to_string()));
+        }
+        if let Some(v) = cpu {
+            form.push(("cpu", v.to_string()));
+        }
+        if let Some(v) = memory {
+            form.push(("memory", v.to_string()));
+        }
+        let req = self
+            .request(
+                Method::PUT,
+                &format!("/apps/{}/services/{}", seg(app), seg(service)),
+            )
+            .form(&form);
+        self.json(req).await
+    }
+
+    /// `POST /apps/{app}/services/{service}/restart`, or `/apps/{app}/restart` for every service.
+    pub async fn restart(&self, app: &str, service: Option<&str>) -> Result<(), ClientError> {
+        let path = match service {
+            Some(s) => format!("/apps/{}/services/{}/restart", seg(app), seg(s)),
+            None => format!("/apps/{}/restart", seg(app)),
+        };
+        self.send(self.request(Method::POST, &path)).await?;
+        Ok(())
+    }
+
+    /// Upload an OCI image archive and create a build (and release) from it.
+    pub async fn build_import_image(
+        &self,
+        app: &str,
+        archive: &std::path::Path,
+        manifest: &str,
+        description: Option<&str>,
+    ) -> Result<(Build, Release), ClientError> {
+        let key = format!("tmp/import-{}.tar", unique_suffix());
+        self.object_store_file(app, &key, archive).await?;
+        let mut form: Vec<(&str, &str)> = vec![("object", &key), ("manifest", manifest)];
+        if let Some(d) = description {
+            form.push(("description", d));
+        }
+        let req = self
+            .request(
+                Method::POST,
+                &format!("/apps/{}/builds/import-image", seg(app)),
+            )
+            .form(&form);
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            build: Build,
+            release: Release,
+        }
+        let r: Reply = self.json(req).await?;
+        Ok((r.build, r.release))
+    }
+
+    /// `GET /images`.
+    pub async fn images(&self) -> Result<Vec<Image>, ClientError> {
+        self.json(self.request(Method::GET, "/images")).await
+    }
+
+    /// `POST /images`: import an OCI image archive (streamed).
+    pub async fn images_import(
+        &self,
+        archive: &std::path::Path,
+        name: Option<&str>,
+    ) -> Result<Vec<Image>, ClientError> {
+        let file = tokio::fs::File::open(archive)
+            .await
+            .map_err(|e| ClientError::InvalidUrl {
+                url: archive.display().to_string(),
+                reason: format!("cannot read the file: {e}"),
+            })?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let mut req = self
+            .request(Method::POST, "/images")
+            .header("content-type", "application/x-tar")
+            .body(body);
+        if let Some(n) = name {
+            req = req.query(&[("name", n)]);
+        }
+        self.json(req).await
+    }
+
+    /// `GET /apps/{app}/logs`: the response, whose body is a stream of text lines.
+    pub async fn logs(
+        &self,
+        app: &str,
+        opts: &LogsOptions,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut q: Vec<(&str, String)> = vec![("follow", opts.follow.to_string())];
+        if let Some(s) = &opts.service {
+            q.push(("service", s.clone()));
+        }
+        if let Some(s) = &opts.since {
+            q.push(("since", s.clone()));
+        }
+        if let Some(t) = opts.tail {
+            q.push(("tail", t.to_string()));
+        }
+        if let Some(f) = &opts.filter {
+            q.push(("filter", f.clone()));
+        }
+        let req = self
+            .request(Method::GET, &format!("/apps/{}/logs", seg(app)))
+            .query(&q);
+        self.send(req).await
+    }
+
     /// Any `GET` returning JSON, for `dray api get PATH`.
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         let path = if path.starts_with('/') {
@@ -320,6 +501,25 @@ impl Client {
     pub fn is_not_found(e: &ClientError) -> bool {
         e.status() == Some(StatusCode::NOT_FOUND.as_u16())
     }
+}
+
+/// Options of [`Client::logs`].
+#[derive(Clone, Debug, Default)]
+pub struct LogsOptions {
+    pub service: Option<String>,
+    /// A duration (`2m`) or an RFC3339 time.
+    pub since: Option<String>,
+    pub tail: Option<usize>,
+    pub filter: Option<String>,
+    pub follow: bool,
+}
+
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}-{}", nanos, std::process::id())
 }
 
 /// Percent-encode one path segment.

@@ -28,6 +28,13 @@ pub struct App {
     /// When the app was created.
     #[serde(default = "epoch")]
     pub created: DateTime<Utc>,
+    /// Why the last deployment was rolled back (empty after a successful one).
+    #[serde(
+        default,
+        rename = "deploy-error",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub deploy_error: String,
 }
 
 /// A build: one image per service, made from source or imported.
@@ -59,6 +66,9 @@ pub struct Build {
     pub started: DateTime<Utc>,
     #[serde(default)]
     pub ended: Option<DateTime<Utc>>,
+    /// The image the build's services run (services with `image:` use their own).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
 }
 
 /// An immutable pairing of a build and an environment.
@@ -100,6 +110,91 @@ pub struct System {
     pub parameters: BTreeMap<String, String>,
     #[serde(default)]
     pub outputs: BTreeMap<String, String>,
+}
+
+/// A process: one container of a service, a one-off `run`, or a timer run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Process {
+    pub id: String,
+    pub app: String,
+    #[serde(default)]
+    pub command: String,
+    /// CPU request in cores (millicores / 1000).
+    #[serde(default)]
+    pub cpu: f64,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub instance: String,
+    /// Memory request in MB.
+    #[serde(default)]
+    pub memory: f64,
+    /// The service name (Convox's `name`).
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub ports: Vec<String>,
+    #[serde(default)]
+    pub release: String,
+    #[serde(default = "epoch")]
+    pub started: DateTime<Utc>,
+    /// `pending`, `starting`, `running`, `unhealthy`, `crashed`, `complete` or `failed`.
+    pub status: String,
+    #[serde(default)]
+    pub service: String,
+    /// `service`, `process` (one-off) or `timer`.
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    /// Times this process was restarted after crashing.
+    #[serde(default)]
+    pub restarts: u32,
+    /// Exit code of the last exit, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+/// A service of an app's active release with its live scale.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub name: String,
+    #[serde(default)]
+    pub count: u32,
+    /// Processes of the active release that are running.
+    #[serde(default)]
+    pub running: u32,
+    /// CPU request in millicores.
+    #[serde(default)]
+    pub cpu: u64,
+    /// Memory request in MB.
+    #[serde(default)]
+    pub memory: u64,
+    #[serde(default)]
+    pub domain: String,
+    #[serde(default)]
+    pub ports: Vec<ServicePort>,
+}
+
+/// A port of a service: `balancer` is the router's port, `container` the service's `port`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePort {
+    #[serde(default)]
+    pub balancer: u16,
+    #[serde(default)]
+    pub container: u16,
+}
+
+/// An image held by the rack.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub name: String,
+    #[serde(default)]
+    pub digest: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub created: Option<DateTime<Utc>>,
 }
 
 /// The body of every error reply: `{"error": "message"}`.

@@ -46,13 +46,15 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// A running drayd on a temp data dir.
+/// A running drayd on a temp data dir, with its own private containerd.
 pub struct Rack {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub token: String,
     extra_args: Vec<String>,
     child: Option<Child>,
+    /// The rack's private containerd (dropped after drayd is killed).
+    pub containerd: dray_runtime::testing::TestContainerd,
 }
 
 impl Rack {
@@ -64,12 +66,25 @@ impl Rack {
     /// Start a rack with extra `drayd` flags.
     pub async fn start_with(extra: &[&str]) -> Rack {
         let dir = tempfile::tempdir().expect("a temp dir");
+        let containerd = dray_runtime::testing::TestContainerd::start().await;
+        // A private slice of host ports per rack, so racks in parallel tests never collide.
+        let base = 30000 + (free_port() % 300) * 100;
+        let mut extra_args: Vec<String> = vec![
+            "--containerd-socket".into(),
+            containerd.socket().display().to_string(),
+            "--containerd-namespace".into(),
+            containerd.namespace().to_string(),
+            "--port-range".into(),
+            format!("{base}-{}", base + 99),
+        ];
+        extra_args.extend(extra.iter().map(|s| s.to_string()));
         let mut rack = Rack {
             dir,
             port: free_port(),
             token: String::new(),
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            extra_args,
             child: None,
+            containerd,
         };
         rack.spawn();
         rack.wait_ready().await;
@@ -244,4 +259,28 @@ pub fn stderr_fail(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Build the test image (busybox from Debian's busybox-static, as an OCI archive) in `dir`.
+pub fn busybox_archive(dir: &Path) -> PathBuf {
+    dray_runtime::testing::busybox_image(dir)
+}
+
+/// Poll `check` every 100 ms until it returns `Some`, or panic with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

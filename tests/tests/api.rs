@@ -258,6 +258,8 @@ async fn openapi_documents_exactly_the_real_routes() {
         let (method, path) = route.split_once(' ').unwrap();
         let concrete = path
             .replace("{key}", "tmp/x.bin")
+            .replace("{pid}", "web-abcde")
+            .replace("{service}", "web")
             .replace("{app}", "docsapp")
             .replace("{id}", "RNOPENOPENO");
         let (status, body) = call(&rack, method, &concrete, Some(&auth), &[]).await;
@@ -298,12 +300,24 @@ async fn openapi_documents_exactly_the_real_routes() {
         "GET /apps/{app}/objects/{key}",
         "HEAD /apps/{app}/objects/{key}",
         "DELETE /apps/{app}/objects/{key}",
+        "POST /apps/{app}/releases/{id}/promote",
+        "GET /apps/{app}/processes",
+        "GET /apps/{app}/processes/{pid}",
+        "DELETE /apps/{app}/processes/{pid}",
+        "GET /apps/{app}/services",
+        "PUT /apps/{app}/services/{service}",
+        "POST /apps/{app}/services/{service}/restart",
+        "POST /apps/{app}/restart",
+        "POST /apps/{app}/builds/import-image",
+        "GET /images",
+        "POST /images",
+        "GET /apps/{app}/logs",
     ] {
         assert!(documented.iter().any(|d| d == r), "{r} is not documented");
     }
     assert_eq!(
         documented.len(),
-        20,
+        32,
         "update the list above when adding routes: {documented:?}"
     );
 }
@@ -330,14 +344,17 @@ async fn token_is_generated_on_first_start_kept_private_and_reused() {
 
 #[tokio::test]
 async fn config_file_and_env_vars_configure_the_agent() {
+    let containerd = dray_runtime::testing::TestContainerd::start().await;
     let dir = tempfile::tempdir().unwrap();
     let port = dray_tests::free_port();
     let cfg = dir.path().join("drayd.toml");
     std::fs::write(
         &cfg,
         format!(
-            "data-dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nrack = \"fromfile\"\ntoken = \"file-token-123\"\nlog-format = \"json\"\n",
-            dir.path().join("data").display()
+            "data-dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nrack = \"fromfile\"\ntoken = \"file-token-123\"\nlog-format = \"json\"\ncontainerd-socket = \"{}\"\ncontainerd-namespace = \"{}\"\n",
+            dir.path().join("data").display(),
+            containerd.socket().display(),
+            containerd.namespace(),
         ),
     )
     .unwrap();
@@ -460,5 +477,30 @@ async fn objects_round_trip_and_keys_cannot_escape() {
         .await
         .0,
         404
+    );
+}
+
+#[tokio::test]
+async fn drayd_refuses_to_start_without_containerd_in_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("no-containerd.sock");
+    let out = std::process::Command::new(dray_tests::bin("drayd"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--containerd-socket")
+        .arg(&sock)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!(
+            "drayd: containerd is not running at {}:",
+            sock.display()
+        )),
+        "{err}"
     );
 }

@@ -77,7 +77,7 @@ pub fn openapi(routes: &[RouteDoc]) -> Value {
                     "description": p.description, "schema": { "type": p.kind } })
         }));
         let mut responses = Map::new();
-        let content = if r.response == "Metrics" {
+        let content = if r.response == "Metrics" || r.response == "Text" {
             json!({ "text/plain": { "schema": { "type": "string" } } })
         } else if r.response == "Bytes" {
             json!({ "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } })
@@ -161,6 +161,25 @@ fn schemas() -> Value {
         "Ok": { "type": "object", "properties": { "status": s("string") } },
         "OpenApi": { "type": "object", "description": "this document" },
         "Object": { "type": "object", "required": ["Url"], "properties": { "Url": s("string") } },
+        "BuildImport": { "type": "object", "properties": {
+            "build": { "$ref": "#/components/schemas/Build" }, "release": { "$ref": "#/components/schemas/Release" } } },
+        "Process": { "type": "object", "required": ["id", "app", "status"], "properties": {
+            "id": s("string"), "app": s("string"), "command": s("string"), "cpu": s("number"),
+            "host": s("string"), "image": s("string"), "instance": s("string"), "memory": s("number"),
+            "name": s("string"), "ports": { "type": "array", "items": s("string") }, "release": s("string"),
+            "started": time, "service": s("string"), "type": s("string"), "restarts": s("integer"),
+            "exit_code": s("integer"),
+            "status": { "type": "string", "enum": ["pending", "starting", "running", "unhealthy", "crashed", "complete", "failed"] },
+        }},
+        "Service": { "type": "object", "required": ["name"], "properties": {
+            "name": s("string"), "count": s("integer"), "running": s("integer"), "cpu": s("integer"),
+            "memory": s("integer"), "domain": s("string"),
+            "ports": { "type": "array", "items": { "type": "object", "properties": { "balancer": s("integer"), "container": s("integer") } } },
+        }},
+        "Image": { "type": "object", "required": ["name"], "properties": {
+            "name": s("string"), "digest": s("string"), "size": s("integer"),
+            "created": { "type": "string", "format": "date-time", "nullable": true },
+        }},
         "App": { "type": "object", "required": ["name", "status"], "properties": {
             "name": s("string"), "status": { "type": "string", "enum": ["creating", "running", "updating", "rollback", "deleting"] },
             "release": s("string"), "locked": s("boolean"), "router": s("string"),

@@ -15,8 +15,10 @@ mod apps;
 mod auth;
 mod builds;
 mod docs;
+mod logs;
 mod objects;
 mod params;
+mod processes;
 mod releases;
 mod system;
 
@@ -168,6 +170,8 @@ pub fn router(mut state: ApiState) -> Router {
     let routes = releases::routes(routes);
     let routes = builds::routes(routes);
     let routes = objects::routes(routes);
+    let routes = processes::routes(routes);
+    let routes = logs::routes(routes);
     state.docs = Arc::new(routes.docs);
     routes
         .router

@@ -52,6 +52,7 @@ impl Controllers {
             generation: "3".into(),
             parameters: Default::default(),
             created: rec.created,
+            deploy_error: rec.last_deploy_error,
         }
     }
 
@@ -99,6 +100,10 @@ impl Controllers {
             locked: false,
             cancel_requested: false,
             created: Utc::now(),
+            deploying: String::new(),
+            deploy_started: Utc::now(),
+            deploy_timeout: 0,
+            last_deploy_error: String::new(),
         };
         let key = repo::app_key(name);
         let resp = self
@@ -211,6 +216,7 @@ impl Controllers {
                         Op::Delete(key),
                         Op::DeletePrefix(repo::releases_prefix(name)),
                         Op::DeletePrefix(repo::builds_prefix(name)),
+                        Op::Delete(repo::scale_key(name)),
                     ],
                     failure: vec![],
                 })

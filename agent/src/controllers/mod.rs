@@ -8,6 +8,7 @@
 mod apps;
 mod env;
 mod objects;
+mod processes;
 mod releases;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use crate::repo::{Repo, RepoError};
 
 pub use apps::validate_app_name;
 pub use env::{env_diff, parse_env_text};
+pub use processes::{PromoteOptions, ScaleOptions};
 pub use releases::ReleaseOptions;
 
 /// How many times a compare-and-swap loop retries before giving up with a conflict.
@@ -64,6 +66,7 @@ pub struct Controllers {
     config: Arc<Config>,
     app_locks: AppLocks,
     objects: crate::objects::Objects,
+    supervisor: Option<Arc<crate::supervisor::Supervisor>>,
 }
 
 /// One async mutex per app, so this agent's writes to one app queue instead of colliding in
@@ -93,7 +96,21 @@ impl Controllers {
             objects: crate::objects::Objects::new(config.data_dir.join("objects")),
             config: Arc::new(config),
             app_locks: AppLocks::default(),
+            supervisor: None,
         }
+    }
+
+    /// Attach the process supervisor (without one, process calls fail with a clear error).
+    pub fn with_supervisor(mut self, supervisor: Arc<crate::supervisor::Supervisor>) -> Self {
+        self.supervisor = Some(supervisor);
+        self
+    }
+
+    /// The supervisor, or an error naming what is missing.
+    pub(crate) fn supervisor(&self) -> Result<&Arc<crate::supervisor::Supervisor>, Error> {
+        self.supervisor
+            .as_ref()
+            .ok_or_else(|| Error::Internal("this agent runs without containerd".into()))
     }
 
     /// The agent's configuration.

@@ -20,6 +20,17 @@ pub struct BuildsArgs {
 enum BuildsCommand {
     /// Show a build.
     Info { build: String },
+    /// Create a build (and a release) from an OCI image archive, as `buildah push IMAGE
+    /// oci-archive:FILE` or `skopeo copy` write it. Services with `build:` run this image.
+    ImportImage {
+        file: std::path::PathBuf,
+        /// The app's convox.yml.
+        #[arg(long, short = 'm', default_value = "convox.yml")]
+        manifest: std::path::PathBuf,
+        /// Build description.
+        #[arg(long, short = 'd')]
+        description: Option<String>,
+    },
 }
 
 fn elapsed(b: &dray_sdk::Build) -> String {
@@ -64,6 +75,33 @@ pub async fn run(g: &Globals, args: BuildsArgs) -> anyhow::Result<()> {
                     &rows
                 )
             );
+        }
+        Some(BuildsCommand::ImportImage {
+            file,
+            manifest,
+            description,
+        }) => {
+            if !file.is_file() {
+                anyhow::bail!("cannot read {}: no such file", file.display());
+            }
+            let text = std::fs::read_to_string(&manifest).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the manifest {}: {e} (pass it with -m FILE)",
+                    manifest.display()
+                )
+            })?;
+            if !g.json {
+                output::start(&format!("Importing {}", file.display()));
+            }
+            let (build, release) = client
+                .build_import_image(&app, &file, &text, description.as_deref())
+                .await?;
+            if g.json {
+                return output::json(&serde_json::json!({ "build": build, "release": release }));
+            }
+            output::ok();
+            println!("Build: {}", build.id);
+            println!("Release: {}", release.id);
         }
         Some(BuildsCommand::Info { build }) => {
             let b = client.build(&app, &build).await?;

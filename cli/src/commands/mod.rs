@@ -4,8 +4,11 @@ pub mod api;
 pub mod apps;
 pub mod builds;
 pub mod env;
+pub mod images;
 pub mod login;
+pub mod logs;
 pub mod manifest;
+pub mod processes;
 pub mod releases;
 pub mod system;
 

@@ -21,6 +21,23 @@ enum ReleasesCommand {
     Info { release: String },
     /// Print a release's convox.yml.
     Manifest { release: String },
+    /// Deploy a release (default: the newest) and wait until it is active.
+    Promote {
+        release: Option<String>,
+        /// Promote even while another deployment is in progress, and do not wait.
+        #[arg(long)]
+        force: bool,
+        /// Seconds before an unhealthy deployment is rolled back.
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// Copy an old release forward (build and env) as a new release and promote it.
+    Rollback {
+        release: String,
+        /// Do not wait for the deployment.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 pub async fn run(g: &Globals, args: ReleasesArgs) -> anyhow::Result<()> {
@@ -70,6 +87,44 @@ pub async fn run(g: &Globals, args: ReleasesArgs) -> anyhow::Result<()> {
                 ])
             );
         }
+        Some(ReleasesCommand::Promote {
+            release,
+            force,
+            timeout,
+        }) => {
+            let id = match release {
+                Some(r) => r,
+                None => client
+                    .releases(&app, Some(1))
+                    .await?
+                    .into_iter()
+                    .next()
+                    .map(|r| r.id)
+                    .ok_or_else(|| anyhow::anyhow!("app {app} has no releases to promote"))?,
+            };
+            promote(g, &client, &app, &id, force, timeout).await?;
+        }
+        Some(ReleasesCommand::Rollback { release, force }) => {
+            let old = client.release(&app, &release).await?;
+            if !g.json {
+                output::start(&format!("Rolling back to {release}"));
+            }
+            let new = client
+                .release_create(
+                    &app,
+                    &dray_sdk::ReleaseCreate {
+                        build: Some(old.build.clone()),
+                        env: Some(old.env.clone()),
+                        description: Some(format!("rollback to {release}")),
+                        parent_release: None,
+                    },
+                )
+                .await?;
+            if !g.json {
+                output::ok();
+            }
+            promote(g, &client, &app, &new.id, force, None).await?;
+        }
         Some(ReleasesCommand::Manifest { release }) => {
             let r = client.release(&app, &release).await?;
             if g.json {
@@ -82,4 +137,45 @@ pub async fn run(g: &Globals, args: ReleasesArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Promote a release and wait until the app is running it (or rolled back).
+pub async fn promote(
+    g: &Globals,
+    client: &dray_sdk::Client,
+    app: &str,
+    id: &str,
+    force: bool,
+    timeout: Option<u64>,
+) -> anyhow::Result<()> {
+    if !g.json {
+        output::start(&format!("Promoting {id}"));
+    }
+    client.promote(app, id, force, timeout).await?;
+    if force {
+        if g.json {
+            return output::json(&serde_json::json!({ "status": "promoting", "release": id }));
+        }
+        println!("OK (not waiting)");
+        return Ok(());
+    }
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let a = client.app(app).await?;
+        if a.status == "running" {
+            if a.release == id {
+                if g.json {
+                    return output::json(&a);
+                }
+                output::ok();
+                return Ok(());
+            }
+            let reason = if a.deploy_error.is_empty() {
+                "see dray logs".to_string()
+            } else {
+                a.deploy_error
+            };
+            anyhow::bail!("rollback: release {id} was not deployed: {reason}");
+        }
+    }
 }

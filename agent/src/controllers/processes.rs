@@ -1,0 +1,402 @@
+//! Processes, services, scale, promote, and images: the controller side of the supervisor.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use dray_sdk::{Build, Image, Process, Release, Service, ServicePort};
+use dray_store::{Compare, Op, Txn};
+
+use super::{Controllers, Error, CAS_RETRIES};
+use crate::repo::{self, ScaleRecord};
+use crate::supervisor::{Kind, Status, SupervisorError};
+
+impl From<SupervisorError> for Error {
+    fn from(e: SupervisorError) -> Self {
+        match e {
+            SupervisorError::NotFound(_) => Error::NotFound(e.to_string()),
+            SupervisorError::Plan(m) => Error::Unprocessable(m),
+            SupervisorError::Runtime(r) if r.is_not_found() => Error::NotFound(r.to_string()),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<dray_runtime::RuntimeError> for Error {
+    fn from(e: dray_runtime::RuntimeError) -> Self {
+        if e.is_not_found() {
+            Error::NotFound(e.to_string())
+        } else {
+            Error::Unprocessable(e.to_string())
+        }
+    }
+}
+
+/// Options of a promote.
+#[derive(Clone, Debug, Default)]
+pub struct PromoteOptions {
+    /// Promote even while another deployment is in progress (it is replaced).
+    pub force: bool,
+    /// Seconds before an unhealthy deployment is rolled back (default 600).
+    pub timeout: Option<u64>,
+}
+
+/// A scale change.
+#[derive(Clone, Debug, Default)]
+pub struct ScaleOptions {
+    pub count: Option<u32>,
+    pub cpu: Option<u64>,
+    pub memory: Option<u64>,
+}
+
+impl Controllers {
+    /// Start deploying a release: the supervisor runs it next to the active one and makes it
+    /// active once every process is healthy (the app is `updating` until then).
+    pub async fn promote(&self, app: &str, id: &str, opts: PromoteOptions) -> Result<(), Error> {
+        self.supervisor()?;
+        let release = self.release(app, id).await?;
+        if release.manifest.trim().is_empty() {
+            return Err(Error::BadRequest(
+                "can not promote a release with an empty manifest: create a build first (dray builds import-image)".into(),
+            ));
+        }
+        let env = dray_sdk::Environment::parse(&release.env).0;
+        if let Err(errors) = dray_manifest::load("convox.yml", &release.manifest, &env) {
+            return Err(Error::Unprocessable(format!(
+                "release {id} cannot run: {}",
+                errors.to_string().trim().replace('\n', "; ")
+            )));
+        }
+        let _guard = self.app_locks.lock(app).await;
+        // "can not promote an older release": releases are ordered by their creation revision.
+        let releases = self.repo.releases(app).await?;
+        for _ in 0..CAS_RETRIES {
+            let current = self.app_record(app).await?;
+            let rec = current.value.clone();
+            if rec.status != "running" && !opts.force {
+                return Err(Error::Conflict(format!(
+                    "app is currently updating (deploying {}): wait, cancel it with dray apps cancel, or pass --force",
+                    rec.deploying
+                )));
+            }
+            if !rec.release.is_empty() {
+                let pos = |r: &str| releases.iter().position(|x: &Release| x.id == r);
+                if let (Some(new), Some(active)) = (pos(id), pos(&rec.release)) {
+                    if new > active {
+                        return Err(Error::BadRequest(format!(
+                            "can not promote an older release, try rollback: dray releases rollback {id}"
+                        )));
+                    }
+                }
+            }
+            let mut next = rec.clone();
+            next.status = "updating".into();
+            next.deploying = id.to_string();
+            next.deploy_started = Utc::now();
+            next.deploy_timeout = opts.timeout.unwrap_or(600).clamp(5, 86_400);
+            next.cancel_requested = false;
+            let key = repo::app_key(app);
+            let resp = self
+                .repo
+                .store()
+                .txn(Txn {
+                    compare: vec![Compare::ModRevision(key.clone(), current.mod_revision)],
+                    success: vec![Op::Put(key, repo::encode(&next))],
+                    failure: vec![],
+                })
+                .await?;
+            if resp.succeeded {
+                crate::logs::system(&self.config, app, &format!("promoting release {id}"));
+                tracing::info!(target: "audit", app, release = id, "promote started");
+                self.supervisor()?.wake();
+                return Ok(());
+            }
+        }
+        Err(Error::Conflict(format!(
+            "app {app} is being changed by other requests; try again"
+        )))
+    }
+
+    /// Processes of an app, optionally of one service or release.
+    pub async fn processes(
+        &self,
+        app: &str,
+        service: Option<&str>,
+        release: Option<&str>,
+    ) -> Result<Vec<Process>, Error> {
+        self.app_record(app).await?;
+        Ok(self
+            .supervisor()?
+            .processes(Some(app))
+            .into_iter()
+            .filter(|p| service.is_none_or(|s| p.service == s))
+            .filter(|p| release.is_none_or(|r| p.release == r))
+            .map(|p| p.view())
+            .collect())
+    }
+
+    /// One process of an app.
+    pub async fn process(&self, app: &str, pid: &str) -> Result<Process, Error> {
+        self.app_record(app).await?;
+        self.supervisor()?
+            .process(app, pid)
+            .map(|p| p.view())
+            .ok_or_else(|| Error::NotFound(format!("process not found: {pid}")))
+    }
+
+    /// Stop a process; a service process is replaced.
+    pub async fn process_stop(&self, app: &str, pid: &str) -> Result<(), Error> {
+        self.app_record(app).await?;
+        self.supervisor()?
+            .stop_process(app, pid)
+            .map_err(|_| Error::NotFound(format!("process not found: {pid}")))?;
+        tracing::info!(target: "audit", app, process = pid, "process stopped");
+        Ok(())
+    }
+
+    /// The services of the active release with their live scale.
+    pub async fn services(&self, app: &str) -> Result<Vec<Service>, Error> {
+        let rec = self.app_record(app).await?.value;
+        let id = if rec.release.is_empty() {
+            return Ok(Vec::new());
+        } else {
+            rec.release.clone()
+        };
+        let release = self.release(app, &id).await?;
+        let env = dray_sdk::Environment::parse(&release.env).0;
+        let loaded = dray_manifest::load_with(
+            "convox.yml",
+            &release.manifest,
+            &env,
+            &dray_manifest::LoadOptions { require_env: false },
+        )
+        .map_err(|e| Error::Internal(format!("the active release's manifest: {e}")))?;
+        let scale = self.repo.scale(app).await?;
+        let procs = self
+            .supervisor
+            .as_ref()
+            .map(|s| s.processes(Some(app)))
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for (name, svc) in &loaded.manifest.services {
+            let live = scale.get(name).cloned().unwrap_or_default();
+            let running = procs
+                .iter()
+                .filter(|p| {
+                    p.service == *name
+                        && p.kind == Kind::Service
+                        && p.release == id
+                        && p.status == Status::Running
+                })
+                .count() as u32;
+            let domain = if svc.is_routable() {
+                format!("{name}.{app}.{}", self.config.domain)
+            } else {
+                String::new()
+            };
+            out.push(Service {
+                name: name.clone(),
+                count: live.count.unwrap_or(svc.count_range().0.max(0) as u32),
+                running,
+                cpu: live.cpu.unwrap_or(svc.scale.cpu.max(0) as u64),
+                memory: live.memory.unwrap_or(svc.scale.memory.max(0) as u64),
+                domain,
+                ports: svc
+                    .main_port()
+                    .map(|p| {
+                        vec![ServicePort {
+                            balancer: if svc.internal { 0 } else { 443 },
+                            container: p,
+                        }]
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Change a service's live scale (it wins over the manifest and survives promotes).
+    pub async fn scale(
+        &self,
+        app: &str,
+        service: &str,
+        opts: ScaleOptions,
+    ) -> Result<Service, Error> {
+        if opts.count.is_none() && opts.cpu.is_none() && opts.memory.is_none() {
+            return Err(Error::BadRequest(
+                "nothing to change: pass count, cpu or memory".into(),
+            ));
+        }
+        if opts.count.is_some_and(|c| c > 100) {
+            return Err(Error::BadRequest(
+                "count must be between 0 and 100 on a single-node rack".into(),
+            ));
+        }
+        if opts.memory.is_some_and(|m| m < 4) {
+            return Err(Error::BadRequest("memory must be at least 4 (MB)".into()));
+        }
+        let services = self.services(app).await?;
+        if !services.iter().any(|s| s.name == service) {
+            return Err(Error::NotFound(format!("service not found: {service}")));
+        }
+        let _guard = self.app_locks.lock(app).await;
+        let key = repo::scale_key(app);
+        for _ in 0..CAS_RETRIES {
+            let current = self.repo.store().get(&key).await?;
+            let (mut map, rev): (BTreeMap<String, ScaleRecord>, i64) = match &current {
+                Some(kv) => (
+                    serde_json::from_slice(&kv.value).unwrap_or_default(),
+                    kv.mod_revision,
+                ),
+                None => (BTreeMap::new(), 0),
+            };
+            let entry = map.entry(service.to_string()).or_default();
+            if let Some(c) = opts.count {
+                entry.count = Some(c);
+            }
+            if let Some(c) = opts.cpu {
+                entry.cpu = Some(c);
+            }
+            if let Some(m) = opts.memory {
+                entry.memory = Some(m);
+            }
+            let resp = self
+                .repo
+                .store()
+                .txn(Txn {
+                    compare: vec![Compare::ModRevision(key.clone(), rev)],
+                    success: vec![Op::Put(key.clone(), repo::encode(&map))],
+                    failure: vec![],
+                })
+                .await?;
+            if resp.succeeded {
+                tracing::info!(target: "audit", app, service, count = ?opts.count, cpu = ?opts.cpu, memory = ?opts.memory, "service scaled");
+                if let Ok(s) = self.supervisor() {
+                    s.wake();
+                }
+                drop(_guard);
+                return self
+                    .services(app)
+                    .await?
+                    .into_iter()
+                    .find(|s| s.name == service)
+                    .ok_or_else(|| Error::NotFound(format!("service not found: {service}")));
+            }
+        }
+        Err(Error::Conflict(format!(
+            "app {app} is being changed by other requests; try again"
+        )))
+    }
+
+    /// Replace the processes of one service (or every service).
+    pub async fn restart(&self, app: &str, service: Option<&str>) -> Result<usize, Error> {
+        self.app_record(app).await?;
+        if let Some(s) = service {
+            if !self.services(app).await?.iter().any(|x| x.name == s) {
+                return Err(Error::NotFound(format!("service not found: {s}")));
+            }
+        }
+        let n = self.supervisor()?.restart(app, service);
+        tracing::info!(target: "audit", app, service, processes = n, "restart");
+        Ok(n)
+    }
+
+    /// Import an OCI image archive as a new build of an app (and a release using it).
+    pub async fn build_import_image(
+        &self,
+        app: &str,
+        archive: &std::path::Path,
+        manifest: &str,
+        description: Option<String>,
+    ) -> Result<(Build, Release), Error> {
+        self.app_record(app).await?;
+        if manifest.trim().is_empty() {
+            return Err(Error::BadRequest(
+                "a manifest is required: pass the app's convox.yml (dray builds import-image FILE -m convox.yml)".into(),
+            ));
+        }
+        // The build's manifest must load (required env is checked at promote time).
+        if let Err(errors) = dray_manifest::load_with(
+            "convox.yml",
+            manifest,
+            &BTreeMap::new(),
+            &dray_manifest::LoadOptions { require_env: false },
+        ) {
+            return Err(Error::Unprocessable(format!(
+                "invalid convox.yml: {}",
+                errors.to_string().trim().replace('\n', "; ")
+            )));
+        }
+        let id = crate::ids::build_id();
+        let image_name = format!("dray.local/{app}:{}", id.to_lowercase());
+        let started = Utc::now();
+        let images = self
+            .supervisor()?
+            .runtime()
+            .import_archive(archive, Some(&image_name))
+            .await
+            .map_err(|e| Error::Unprocessable(format!("cannot import the image archive: {e}")))?;
+        let image = images.first().map(|i| i.name.clone()).unwrap_or(image_name);
+        let build = Build {
+            id: id.clone(),
+            app: app.to_string(),
+            description: description.unwrap_or_else(|| "image import".into()),
+            manifest: manifest.to_string(),
+            status: "complete".into(),
+            started,
+            ended: Some(Utc::now()),
+            image,
+            ..Build::default()
+        };
+        self.repo
+            .store()
+            .put(&repo::build_key(app, &id), repo::encode(&build))
+            .await?;
+        let release = self
+            .release_create(
+                app,
+                super::ReleaseOptions {
+                    build: Some(id.clone()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut build = build;
+        build.release = release.id.clone();
+        self.repo
+            .store()
+            .put(&repo::build_key(app, &id), repo::encode(&build))
+            .await?;
+        tracing::info!(target: "audit", app, build = %id, release = %release.id, "build imported");
+        Ok((build, release))
+    }
+
+    /// Import an OCI image archive into the rack (no build).
+    pub async fn images_import(
+        &self,
+        archive: &std::path::Path,
+        name: Option<&str>,
+    ) -> Result<Vec<Image>, Error> {
+        let images = self
+            .supervisor()?
+            .runtime()
+            .import_archive(archive, name)
+            .await
+            .map_err(|e| Error::Unprocessable(format!("cannot import the image archive: {e}")))?;
+        Ok(images.into_iter().map(image_view).collect())
+    }
+
+    /// Images the rack holds.
+    pub async fn images(&self) -> Result<Vec<Image>, Error> {
+        let images = self.supervisor()?.runtime().images().await?;
+        Ok(images.into_iter().map(image_view).collect())
+    }
+}
+
+fn image_view(i: dray_runtime::Image) -> Image {
+    Image {
+        name: i.name,
+        digest: i.digest,
+        size: i.size,
+        created: i.created.map(chrono::DateTime::<Utc>::from),
+    }
+}

@@ -1,0 +1,183 @@
+//! From a release to processes: what each service runs ([`ProcessPlan`]) and the container spec
+//! of one process.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dray_runtime::{ContainerSpec, Log};
+use rand::Rng;
+
+use super::{labels, Kind, SupervisorError};
+use crate::config::Config;
+use crate::repo::{AppRecord, Repo};
+
+/// A service's health check.
+#[derive(Clone, Debug)]
+pub struct HealthPlan {
+    pub path: String,
+    pub grace: Duration,
+    pub timeout: Duration,
+}
+
+/// Everything needed to run the processes of one service of one release.
+#[derive(Clone, Debug)]
+pub struct ProcessPlan {
+    pub app: String,
+    pub service: String,
+    pub release: String,
+    pub build: String,
+    pub image: String,
+    /// `command:` shell-split; empty = the image's CMD.
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub count: u32,
+    pub cpu: u64,
+    pub memory: u64,
+    pub privileged: bool,
+    pub needs_port: bool,
+    pub health: Option<HealthPlan>,
+    pub grace: Duration,
+}
+
+impl ProcessPlan {
+    /// The command as `ps` shows it.
+    pub fn command_line(&self) -> String {
+        shell_words::join(&self.args)
+    }
+}
+
+/// A new process id: `<service>-<5 lowercase letters>`.
+pub fn process_id(service: &str) -> String {
+    let mut rng = rand::rng();
+    let suffix: String = (0..5)
+        .map(|_| rng.random_range(b'a'..=b'z') as char)
+        .collect();
+    format!("{service}-{suffix}")
+}
+
+/// Plans for every service of a release (services with `scale.count` 0 included: they run
+/// nothing until scaled).
+pub async fn plan_release(
+    repo: &Repo,
+    config: &Config,
+    rec: &AppRecord,
+    release_id: &str,
+) -> Result<Vec<Arc<ProcessPlan>>, SupervisorError> {
+    let release = repo
+        .release(&rec.name, release_id)
+        .await?
+        .ok_or_else(|| SupervisorError::Plan(format!("release not found: {release_id}")))?;
+    let build = if release.build.is_empty() {
+        None
+    } else {
+        repo.build(&rec.name, &release.build).await?
+    };
+    let env = dray_sdk::Environment::parse(&release.env).0;
+    let loaded = dray_manifest::load_with(
+        "convox.yml",
+        &release.manifest,
+        &env,
+        &dray_manifest::LoadOptions { require_env: false },
+    )
+    .map_err(|e| SupervisorError::Plan(e.to_string()))?;
+    let m = loaded.manifest;
+    let mut plans = Vec::new();
+    for (name, svc) in &m.services {
+        let image = match (&svc.image, &build) {
+            (Some(image), _) if !image.is_empty() => image.clone(),
+            (_, Some(b)) if !b.image.is_empty() => b.image.clone(),
+            _ => {
+                return Err(SupervisorError::Plan(format!(
+                    "service {name} has no image: release {release_id} has no build with an image and the service sets no `image:`"
+                )))
+            }
+        };
+        let mut penv = m
+            .runtime_env(name, &env)
+            .map_err(|e| SupervisorError::Plan(format!("service {name}: {e}")))?;
+        penv.insert("APP".into(), rec.name.clone());
+        penv.insert("BUILD".into(), release.build.clone());
+        penv.insert("RELEASE".into(), release.id.clone());
+        penv.insert("SERVICE".into(), name.clone());
+        penv.insert("RACK".into(), config.rack.clone());
+        penv.insert("INSTANCE_IP".into(), "127.0.0.1".into());
+        let h = &svc.health;
+        let health = (svc.main_port().is_some() && !h.disable).then(|| HealthPlan {
+            path: if h.path.is_empty() {
+                "/".into()
+            } else {
+                h.path.clone()
+            },
+            grace: Duration::from_secs(h.grace.max(0) as u64),
+            timeout: Duration::from_secs(h.timeout.max(1) as u64),
+        });
+        plans.push(Arc::new(ProcessPlan {
+            app: rec.name.clone(),
+            service: name.clone(),
+            release: release.id.clone(),
+            build: release.build.clone(),
+            image,
+            args: svc.command_args().unwrap_or_default(),
+            env: penv,
+            count: svc.count_range().0.max(0) as u32,
+            cpu: svc.scale.cpu.max(0) as u64,
+            memory: svc.scale.memory.max(0) as u64,
+            privileged: svc.privileged,
+            needs_port: svc.main_port().is_some(),
+            health,
+            grace: Duration::from_secs(svc.termination.grace.max(0) as u64),
+        }));
+    }
+    Ok(plans)
+}
+
+/// The container spec of one process of a plan.
+pub fn container_spec(
+    config: &Config,
+    plan: &ProcessPlan,
+    id: &str,
+    container: &str,
+    port: Option<u16>,
+    started: DateTime<Utc>,
+    logger: &Path,
+) -> ContainerSpec {
+    let mut spec = ContainerSpec::new(container, plan.image.clone());
+    spec.args = plan.args.clone();
+    let mut env = plan.env.clone();
+    if let Some(p) = port {
+        env.insert("PORT".into(), p.to_string());
+    }
+    spec.env = env.into_iter().collect();
+    spec.cpu_millicores = (plan.cpu > 0).then_some(plan.cpu);
+    spec.memory_mb = (plan.memory > 0).then_some(plan.memory);
+    spec.pids_limit = Some(config.pids_limit);
+    spec.privileged = plan.privileged;
+    spec.host_network = true;
+    let dir = crate::logs::process_dir(config, &plan.app, id);
+    spec.log = Log::Binary {
+        path: logger.to_path_buf(),
+        args: vec![
+            (dray_logs::LOGGER_ARG.to_string(), "1".to_string()),
+            ("dir".to_string(), dir.display().to_string()),
+            ("max-size".to_string(), config.log_max_size.to_string()),
+            ("max-files".to_string(), config.log_max_files.to_string()),
+        ],
+    };
+    let l = &mut spec.labels;
+    l.insert(labels::APP.into(), plan.app.clone());
+    l.insert(labels::SERVICE.into(), plan.service.clone());
+    l.insert(labels::RELEASE.into(), plan.release.clone());
+    l.insert(labels::PROCESS.into(), id.to_string());
+    l.insert(labels::TYPE.into(), Kind::Service.as_str().into());
+    l.insert(labels::COMMAND.into(), plan.command_line());
+    l.insert(labels::CPU.into(), plan.cpu.to_string());
+    l.insert(labels::MEMORY.into(), plan.memory.to_string());
+    l.insert(labels::STARTED.into(), started.to_rfc3339());
+    if let Some(p) = port {
+        l.insert(labels::PORT.into(), p.to_string());
+    }
+    spec
+}

@@ -1,0 +1,95 @@
+//! Container lifecycle benchmark against a private containerd (harness = false):
+//! create+start and the full lifecycle (create, start, wait, delete) through `dray-runtime`,
+//! side by side with `ctr run --rm` of the same image and command on the same daemon.
+//! Prints medians; asserts nothing (target: create+start <= 60 ms on the 2-core machine).
+
+use std::time::{Duration, Instant};
+
+use dray_runtime::testing::{busybox_image, TestContainerd, BUSYBOX_IMAGE};
+use dray_runtime::ContainerSpec;
+
+fn stats(name: &str, mut v: Vec<Duration>) {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let n = v.len();
+    println!(
+        "{name:<44} n={n:<3} median {:>6.1} ms   p90 {:>6.1} ms   min {:>6.1} ms   max {:>6.1} ms",
+        ms(v[n / 2]),
+        ms(v[(n * 9 / 10).min(n - 1)]),
+        ms(v[0]),
+        ms(v[n - 1])
+    );
+}
+
+fn main() {
+    let n: usize = std::env::var("DRAY_BENCH_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(25);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    rt.block_on(async {
+        let ctd = TestContainerd::start().await;
+        let r = ctd.runtime().await;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let archive = busybox_image(tmp.path());
+        let t = Instant::now();
+        r.import_archive(&archive, None).await.expect("import");
+        println!(
+            "import of the busybox OCI archive (fresh namespace): {:.1} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        let t = Instant::now();
+        r.import_archive(&archive, None).await.expect("re-import");
+        println!(
+            "re-import (no-op): {:.1} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+
+        let spec = |id: String| {
+            let mut s = ContainerSpec::new(id, BUSYBOX_IMAGE);
+            s.args = vec!["/bin/true".into()];
+            s
+        };
+        for i in 0..3 {
+            let id = format!("warm-{i}");
+            r.run(&spec(id.clone())).await.expect("run");
+            r.wait(&id).await.expect("wait");
+            r.remove(&id).await.expect("remove");
+        }
+        let mut create_start = Vec::new();
+        let mut full = Vec::new();
+        for i in 0..n {
+            let id = format!("bench-{i}");
+            let t = Instant::now();
+            r.run(&spec(id.clone())).await.expect("run");
+            create_start.push(t.elapsed());
+            assert_eq!(r.wait(&id).await.expect("wait"), 0);
+            r.remove(&id).await.expect("remove");
+            full.push(t.elapsed());
+        }
+        let mut ctr = Vec::new();
+        for i in 0..n {
+            let t = Instant::now();
+            let status = ctd
+                .ctr()
+                .args([
+                    "run",
+                    "--rm",
+                    BUSYBOX_IMAGE,
+                    &format!("ctr-{i}"),
+                    "/bin/true",
+                ])
+                .status()
+                .expect("ctr");
+            ctr.push(t.elapsed());
+            assert!(status.success(), "ctr run failed");
+        }
+        println!();
+        stats("dray-runtime create+start (run)", create_start);
+        stats("dray-runtime full lifecycle (run+wait+remove)", full);
+        stats("ctr run --rm (process wall, full lifecycle)", ctr);
+    });
+}

@@ -1,0 +1,365 @@
+//! Releases run through a real containerd: import-image, promote, ps, scale, ps stop, crash
+//! restarts with backoff, automatic rollback, logs, and live restore across `kill -9` of drayd.
+
+use std::time::Duration;
+
+use dray_tests::{busybox_archive, eventually, stderr_fail, stdout_ok, Rack};
+
+const WEB_MANIFEST: &str = r#"
+environment:
+  - GREETING=hello
+services:
+  web:
+    command: sh -c 'mkdir -p /tmp/www && echo "$GREETING from $SERVICE" > /tmp/www/index.html && exec httpd -f -p $PORT -h /tmp/www'
+    port: 3000
+    health:
+      path: /index.html
+      grace: 0
+      interval: 2
+      timeout: 1
+    scale:
+      count: 2
+      memory: 64
+  worker:
+    command: sh -c 'echo "env APP=$APP SERVICE=$SERVICE RELEASE=$RELEASE RACK=$RACK"; while true; do echo tick; sleep 0.3; done'
+    scale:
+      memory: 32
+    termination:
+      grace: 2
+"#;
+
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    Some(out)
+}
+
+/// Import the busybox image as a build of `app` with `manifest`; returns the release id.
+fn import(rack: &Rack, app: &str, manifest: &str) -> String {
+    let archive = busybox_archive(rack.dir.path());
+    let mpath = rack.dir.path().join(format!("{app}-{}.yml", rand_suffix()));
+    std::fs::write(&mpath, manifest).unwrap();
+    let out = stdout_ok(&rack.dray(&[
+        "builds",
+        "import-image",
+        archive.to_str().unwrap(),
+        "-m",
+        mpath.to_str().unwrap(),
+        "-a",
+        app,
+    ]));
+    assert!(out.contains("Build: B"), "{out}");
+    out.lines()
+        .find_map(|l| l.strip_prefix("Release: "))
+        .expect("a release line")
+        .to_string()
+}
+
+fn rand_suffix() -> u32 {
+    use rand::Rng;
+    rand::rng().random()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_runs_services_with_ports_env_logs_and_scale() {
+    let rack = Rack::start().await;
+    stdout_ok(&rack.dray(&["apps", "create", "shop"]));
+    let release = import(&rack, "shop", WEB_MANIFEST);
+    let out = stdout_ok(&rack.dray(&["releases", "promote", &release, "-a", "shop"]));
+    assert_eq!(out, format!("Promoting {release}... OK\n"));
+    let app = rack.client().app("shop").await.unwrap();
+    assert_eq!(app.release, release);
+    assert_eq!(app.status, "running");
+    assert_eq!(app.router, "web.shop.localhost");
+
+    // ps: 2 web + 1 worker, all running, web processes on their own ports.
+    let procs = rack.client().processes("shop", None).await.unwrap();
+    assert_eq!(procs.len(), 3, "{procs:?}");
+    assert!(
+        procs
+            .iter()
+            .all(|p| p.status == "running" && p.release == release),
+        "{procs:?}"
+    );
+    let webs: Vec<_> = procs.iter().filter(|p| p.service == "web").collect();
+    assert_eq!(webs.len(), 2);
+    assert_ne!(webs[0].ports, webs[1].ports);
+    for w in &webs {
+        assert!(w.id.starts_with("web-") && w.id.len() == 9, "{}", w.id);
+        let port: u16 = w.ports[0].parse().unwrap();
+        let body = http_get(port, "/index.html").await.expect("web answers");
+        assert!(body.contains("hello from web"), "{body}");
+    }
+    let ps = stdout_ok(&rack.dray(&["ps", "-a", "shop"]));
+    let header: Vec<&str> = ps.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["ID", "SERVICE", "STATUS", "RELEASE", "STARTED", "COMMAND"]
+    );
+    assert_eq!(ps.lines().count(), 4, "{ps}");
+
+    // Logs: process output with system env, and platform events.
+    let logs = eventually(
+        "the worker's first lines",
+        Duration::from_secs(10),
+        || async {
+            let out = rack.dray(&["logs", "-a", "shop", "--no-follow"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.contains("tick").then_some(text)
+        },
+    )
+    .await;
+    let env_line = logs
+        .lines()
+        .find(|l| l.contains(" env APP="))
+        .unwrap_or_else(|| panic!("no env line in:\n{logs}"));
+    let parts: Vec<&str> = env_line.splitn(3, ' ').collect();
+    assert!(
+        parts[0].ends_with('Z') && parts[0].len() == 20,
+        "{env_line}"
+    );
+    assert!(parts[1].starts_with("service/worker/worker-"), "{env_line}");
+    assert_eq!(
+        parts[2],
+        format!("env APP=shop SERVICE=worker RELEASE={release} RACK=dray")
+    );
+    assert!(
+        logs.contains("system/dray/shop promoting release"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!("system/dray/shop release {release} is active")),
+        "{logs}"
+    );
+    let only_web = stdout_ok(&rack.dray(&[
+        "logs",
+        "-a",
+        "shop",
+        "--no-follow",
+        "-s",
+        "worker",
+        "--filter",
+        "tick",
+        "--tail",
+        "2",
+    ]));
+    assert_eq!(
+        only_web.lines().filter(|l| l.contains("tick")).count(),
+        2,
+        "{only_web}"
+    );
+
+    // Scale up: the live count wins and survives; the table shows it.
+    assert_eq!(
+        stdout_ok(&rack.dray(&["scale", "web", "--count", "3", "-a", "shop"])),
+        "Scaling web... OK\n"
+    );
+    eventually(
+        "3 running web processes",
+        Duration::from_secs(20),
+        || async {
+            let procs = rack.client().processes("shop", Some("web")).await.ok()?;
+            (procs.iter().filter(|p| p.status == "running").count() == 3).then_some(())
+        },
+    )
+    .await;
+    let table = stdout_ok(&rack.dray(&["scale", "-a", "shop"]));
+    let web_row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("web"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        web_row,
+        ["web", "3", "3", "250", "512"]
+            .map(String::from)
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|s| if *s == "512" { "64" } else { s })
+            .collect::<Vec<_>>()
+    );
+    let services = stdout_ok(&rack.dray(&["services", "-a", "shop"]));
+    assert!(
+        services.contains("web.shop.localhost") && services.contains("443:3000"),
+        "{services}"
+    );
+
+    // ps stop: the process goes, a new one takes its place.
+    let victim = rack.client().processes("shop", Some("web")).await.unwrap()[0]
+        .id
+        .clone();
+    assert_eq!(
+        stdout_ok(&rack.dray(&["ps", "stop", &victim, "-a", "shop"])),
+        format!("Stopping {victim}... OK\n")
+    );
+    eventually(
+        "the stopped process to be replaced",
+        Duration::from_secs(40),
+        || async {
+            let procs = rack.client().processes("shop", Some("web")).await.ok()?;
+            let running = procs.iter().filter(|p| p.status == "running").count();
+            (!procs.iter().any(|p| p.id == victim) && running == 3).then_some(())
+        },
+    )
+    .await;
+    let err = stderr_fail(&rack.dray(&["ps", "stop", "web-nopes", "-a", "shop"]));
+    assert_eq!(err, "ERROR: process not found: web-nopes\n");
+    let err = stderr_fail(&rack.dray(&["scale", "nope", "--count", "1", "-a", "shop"]));
+    assert_eq!(err, "ERROR: service not found: nope\n");
+
+    // Scale down to zero stops every worker.
+    stdout_ok(&rack.dray(&["scale", "worker", "--count", "0", "-a", "shop"]));
+    eventually("no worker processes", Duration::from_secs(20), || async {
+        let procs = rack.client().processes("shop", Some("worker")).await.ok()?;
+        procs.is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_restart_with_backoff_and_bad_releases_roll_back() {
+    let rack = Rack::start_with(&["--crash-backoff-ms", "300"]).await;
+    stdout_ok(&rack.dray(&["apps", "create", "flaky"]));
+    let good = import(
+        &rack,
+        "flaky",
+        "services:\n  worker:\n    command: sh -c 'echo up; sleep 1; echo bye; exit 3'\n",
+    );
+    stdout_ok(&rack.dray(&["releases", "promote", &good, "-a", "flaky"]));
+    let p = eventually("a crash restart", Duration::from_secs(30), || async {
+        let procs = rack.client().processes("flaky", None).await.ok()?;
+        procs.into_iter().find(|p| p.restarts >= 2)
+    })
+    .await;
+    assert_eq!(p.exit_code, Some(3));
+    let logs = stdout_ok(&rack.dray(&["logs", "-a", "flaky", "--no-follow"]));
+    assert!(
+        logs.contains(&format!(
+            "process {} crashed with exit code 3; restarting in",
+            p.id
+        )),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!("process {} restarted", p.id)),
+        "{logs}"
+    );
+
+    // A release whose web never comes up is rolled back; the good one stays active.
+    let bad = import(
+        &rack,
+        "flaky",
+        "services:\n  web:\n    command: sh -c 'exit 7'\n    port: 3000\n",
+    );
+    let out = rack.dray(&["releases", "promote", &bad, "-a", "flaky"]);
+    let err = stderr_fail(&out);
+    assert!(
+        err.contains(&format!("rollback: release {bad} was not deployed")),
+        "{err}"
+    );
+    assert!(err.contains("keeps crashing (exit code 7)"), "{err}");
+    let app = rack.client().app("flaky").await.unwrap();
+    assert_eq!(app.release, good);
+    assert_eq!(app.status, "running");
+    eventually(
+        "the bad release's processes to be gone",
+        Duration::from_secs(30),
+        || async {
+            let procs = rack.client().processes("flaky", None).await.ok()?;
+            procs.iter().all(|p| p.release == good).then_some(())
+        },
+    )
+    .await;
+
+    // Rollback copies an old release forward and promotes the copy; the original is then
+    // older than the active release and cannot be promoted itself.
+    let out = stdout_ok(&rack.dray(&["releases", "rollback", &good, "-a", "flaky"]));
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], format!("Rolling back to {good}... OK"), "{out}");
+    let copy = l[1]
+        .strip_prefix("Promoting ")
+        .and_then(|r| r.strip_suffix("... OK"))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    assert_ne!(copy, good);
+    assert_eq!(rack.client().app("flaky").await.unwrap().release, copy);
+    let err = stderr_fail(&rack.dray(&["releases", "promote", &good, "-a", "flaky"]));
+    assert!(
+        err.contains("can not promote an older release, try rollback"),
+        "{err}"
+    );
+
+    // A release without a manifest (env only) cannot be promoted.
+    stdout_ok(&rack.dray(&["apps", "create", "bare"]));
+    stdout_ok(&rack.dray(&["env", "set", "A=1", "-a", "bare"]));
+    let err = stderr_fail(&rack.dray(&["releases", "promote", "-a", "bare"]));
+    assert!(
+        err.contains("can not promote a release with an empty manifest"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_survive_kill9_of_the_agent_and_are_readopted() {
+    let mut rack = Rack::start().await;
+    stdout_ok(&rack.dray(&["apps", "create", "steady"]));
+    let release = import(
+        &rack,
+        "steady",
+        "services:\n  worker:\n    command: sh -c 'i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done'\n    scale:\n      count: 5\n      memory: 32\n",
+    );
+    stdout_ok(&rack.dray(&["releases", "promote", &release, "-a", "steady"]));
+    let before = rack.client().processes("steady", None).await.unwrap();
+    assert_eq!(before.len(), 5);
+    for round in 0..5 {
+        rack.kill9();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rack.spawn();
+        let t0 = std::time::Instant::now();
+        rack.wait_ready().await;
+        let after = rack.client().processes("steady", None).await.unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "round {round}: took {:?}",
+            t0.elapsed()
+        );
+        let mut a: Vec<_> = after.iter().map(|p| (p.id.clone(), p.started)).collect();
+        let mut b: Vec<_> = before.iter().map(|p| (p.id.clone(), p.started)).collect();
+        a.sort();
+        b.sort();
+        assert_eq!(
+            a, b,
+            "round {round}: processes were not re-adopted as they were"
+        );
+        assert!(
+            after
+                .iter()
+                .all(|p| p.status == "running" && p.restarts == 0),
+            "{after:?}"
+        );
+    }
+    // No line was lost while the agent was down: each process's counter has no gaps.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs = stdout_ok(&rack.dray(&["logs", "-a", "steady", "--no-follow", "--since", "10m"]));
+    for p in &before {
+        let nums: Vec<u64> = logs
+            .lines()
+            .filter(|l| l.contains(&format!("service/worker/{} line ", p.id)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        assert!(nums.len() > 20, "{}: {} lines", p.id, nums.len());
+        for w in nums.windows(2) {
+            assert_eq!(w[1], w[0] + 1, "{}: a gap in its log", p.id);
+        }
+    }
+}
