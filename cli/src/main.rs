@@ -55,6 +55,10 @@ pub enum Command {
     Services(commands::processes::ServicesArgs),
     /// Replace every process of an app.
     Restart,
+    /// Run a one-off process of a service (attached, or in the background with -d).
+    Run(commands::run::RunArgs),
+    /// Run a command inside a running process.
+    Exec(commands::run::ExecArgs),
     /// Stream an app's logs.
     Logs(commands::logs::LogsArgs),
     /// List and import images.
@@ -95,6 +99,13 @@ async fn main() {
     }
 }
 
+/// Leave with a remote command's exit code (after stdout is flushed).
+fn exit_with(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = commands::Globals {
         rack: cli.rack.clone(),
@@ -111,6 +122,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Services(a) => commands::processes::services(&g, a).await,
         Command::Restart => commands::processes::restart(&g).await,
         Command::Logs(a) => commands::logs::run(&g, a).await,
+        Command::Run(a) => exit_with(commands::run::run(&g, a).await?),
+        Command::Exec(a) => exit_with(commands::run::exec(&g, a).await?),
         Command::Images(a) => commands::images::run(&g, a).await,
         Command::Rack => commands::system::rack(&g).await,
         Command::Login(a) => commands::login::login(&g, a).await,

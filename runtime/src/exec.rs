@@ -172,9 +172,9 @@ impl ExecHandle {
             .await
     }
 
-    /// Closes stdin: drops our end and asks the shim to close the process's (`CloseIO`).
-    pub async fn close_stdin(&mut self) -> Result<(), RuntimeError> {
-        self.stdin = None;
+    /// Closes stdin: asks the shim to close the process's end (`CloseIO`). Take or drop
+    /// [`ExecHandle::stdin`] first so our end is closed too.
+    pub async fn close_stdin(&self) -> Result<(), RuntimeError> {
         self.rt
             .close_stdin_process(&self.container_id, &self.exec_id)
             .await

@@ -487,6 +487,100 @@ impl Client {
         self.send(req).await
     }
 
+    /// `POST /apps/{app}/services/{service}/processes`: start a one-off process.
+    pub async fn run(
+        &self,
+        app: &str,
+        service: &str,
+        command: Option<&str>,
+        release: Option<&str>,
+        env: &[(String, String)],
+    ) -> Result<Process, ClientError> {
+        let env_text: String = env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut form: Vec<(&str, &str)> = Vec::new();
+        if let Some(c) = command {
+            form.push(("command", c));
+        }
+        if let Some(r) = release {
+            form.push(("release", r));
+        }
+        if !env_text.is_empty() {
+            form.push(("environment", &env_text));
+        }
+        let req = self
+            .request(
+                Method::POST,
+                &format!("/apps/{}/services/{}/processes", seg(app), seg(service)),
+            )
+            .form(&form);
+        self.json(req).await
+    }
+
+    /// Open an exec WebSocket on a process (or a running process of a service). Errors (no such
+    /// process, bad command) arrive before the socket opens. See the agent's exec protocol:
+    /// binary frames carry stdin (client) and `[stream, bytes...]` output (server), the server
+    /// ends with a text frame `{"exit":CODE}`.
+    pub async fn exec_socket(
+        &self,
+        app: &str,
+        pid: &str,
+        command: &str,
+        tty: bool,
+        size: Option<(u16, u16)>,
+    ) -> Result<ExecSocket, ClientError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("command", command);
+        q.append_pair("tty", if tty { "true" } else { "false" });
+        if let Some((w, h)) = size {
+            q.append_pair("width", &w.to_string());
+            q.append_pair("height", &h.to_string());
+        }
+        let base = self.url();
+        let ws_base = base
+            .strip_prefix("https://")
+            .map(|r| format!("wss://{r}"))
+            .or_else(|| base.strip_prefix("http://").map(|r| format!("ws://{r}")))
+            .unwrap_or(base.clone());
+        let url = format!(
+            "{ws_base}/apps/{}/processes/{}/exec?{}",
+            seg(app),
+            seg(pid),
+            q.finish()
+        );
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ClientError::InvalidUrl {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        if let Some(t) = &self.token {
+            if let Ok(v) = format!("Bearer {t}").parse() {
+                req.headers_mut().insert("authorization", v);
+            }
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((ws, _)) => Ok(ExecSocket { ws }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let status = resp.status().as_u16();
+                let body = resp.body().clone().unwrap_or_default();
+                let message = serde_json::from_slice::<ErrorBody>(&body)
+                    .map(|b| b.error)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_string());
+                Err(ClientError::Api { status, message })
+            }
+            Err(e) => Err(ClientError::Connect {
+                url: base,
+                reason: lowercase_first(&e.to_string()),
+            }),
+        }
+    }
+
     /// Any `GET` returning JSON, for `dray api get PATH`.
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         let path = if path.starts_with('/') {
@@ -501,6 +595,14 @@ impl Client {
     pub fn is_not_found(e: &ClientError) -> bool {
         e.status() == Some(StatusCode::NOT_FOUND.as_u16())
     }
+}
+
+/// An open exec session (see [`Client::exec_socket`]).
+pub struct ExecSocket {
+    /// The WebSocket.
+    pub ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 }
 
 /// Options of [`Client::logs`].

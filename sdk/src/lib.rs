@@ -11,5 +11,5 @@
 mod client;
 mod types;
 
-pub use client::{Client, ClientError, LogsOptions, ReleaseCreate};
+pub use client::{Client, ClientError, ExecSocket, LogsOptions, ReleaseCreate};
 pub use types::*;

@@ -312,12 +312,14 @@ async fn openapi_documents_exactly_the_real_routes() {
         "GET /images",
         "POST /images",
         "GET /apps/{app}/logs",
+        "POST /apps/{app}/services/{service}/processes",
+        "GET /apps/{app}/processes/{pid}/exec",
     ] {
         assert!(documented.iter().any(|d| d == r), "{r} is not documented");
     }
     assert_eq!(
         documented.len(),
-        32,
+        34,
         "update the list above when adding routes: {documented:?}"
     );
 }

@@ -363,3 +363,97 @@ async fn processes_survive_kill9_of_the_agent_and_are_readopted() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_and_exec_stream_io_and_exit_codes() {
+    let rack = Rack::start().await;
+    stdout_ok(&rack.dray(&["apps", "create", "ops"]));
+    let release = import(&rack, "ops", WEB_MANIFEST);
+    stdout_ok(&rack.dray(&["releases", "promote", &release, "-a", "ops"]));
+
+    // Attached, no TTY: output, stderr, exit code, env and extra env.
+    let out = rack.dray(&[
+        "run",
+        "worker",
+        "-a",
+        "ops",
+        "-e",
+        "FOO=bar",
+        "sh",
+        "-c",
+        "echo $FOO $APP $SERVICE; echo oops >&2; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}\n{}", rack.log());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "bar ops worker\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+    // stdin reaches the process.
+    let out = rack.dray_stdin(
+        &["run", "worker", "-a", "ops", "cat"],
+        "line one\nline two\n",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "line one\nline two\n");
+    assert_eq!(out.status.code(), Some(0));
+    // The one-off processes are removed afterwards.
+    eventually(
+        "one-off processes to be gone",
+        Duration::from_secs(30),
+        || async {
+            let procs = rack.client().processes("ops", None).await.ok()?;
+            procs.iter().all(|p| p.kind == "service").then_some(())
+        },
+    )
+    .await;
+
+    // Detached: prints the process id; ps shows it with its command.
+    let id = stdout_ok(&rack.dray(&["run", "-d", "worker", "-a", "ops", "sleep", "30"]));
+    let id = id.trim().to_string();
+    assert!(id.starts_with("worker-") && id.len() == 12, "{id}");
+    let p = rack.client().process("ops", &id).await.unwrap();
+    assert_eq!(p.command, "sleep 30");
+    assert_eq!(p.kind, "process");
+
+    // exec by process id and by service name.
+    let web = rack.client().processes("ops", Some("web")).await.unwrap()[0]
+        .id
+        .clone();
+    let out = stdout_ok(&rack.dray(&[
+        "exec",
+        &web,
+        "-a",
+        "ops",
+        "sh",
+        "-c",
+        "echo in $SERVICE on $PORT",
+    ]));
+    assert!(out.starts_with("in web on "), "{out}");
+    let out = rack.dray(&["exec", "web", "-a", "ops", "sh", "-c", "exit 9"]);
+    assert_eq!(out.status.code(), Some(9));
+
+    // With a TTY (script(1) gives dray a terminal): the remote side sees a terminal.
+    let script = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "{} exec {web} -a ops tty",
+                dray_tests::bin("dray").display()
+            ),
+            "/dev/null",
+        ])
+        .env("DRAY_HOST", rack.url())
+        .env("DRAY_TOKEN", &rack.token)
+        .env("DRAY_CONFIG", rack.config_dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script(1) from util-linux");
+    let text = String::from_utf8_lossy(&script.stdout);
+    assert!(text.contains("/dev/pts/"), "{text}");
+
+    // Bad names fail before anything starts, with one clear line.
+    let err = stderr_fail(&rack.dray(&["run", "nope", "-a", "ops", "true"]));
+    assert_eq!(err, "ERROR: service not found: nope\n");
+    let err = stderr_fail(&rack.dray(&["exec", "web-zzzzz", "-a", "ops", "true"]));
+    assert_eq!(
+        err,
+        "ERROR: no running process or service named web-zzzzz in app ops\n"
+    );
+}

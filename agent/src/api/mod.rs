@@ -15,6 +15,7 @@ mod apps;
 mod auth;
 mod builds;
 mod docs;
+mod exec;
 mod logs;
 mod objects;
 mod params;
@@ -172,6 +173,7 @@ pub fn router(mut state: ApiState) -> Router {
     let routes = objects::routes(routes);
     let routes = processes::routes(routes);
     let routes = logs::routes(routes);
+    let routes = exec::routes(routes);
     state.docs = Arc::new(routes.docs);
     routes
         .router

@@ -21,7 +21,7 @@ use crate::repo::{Repo, RepoError};
 
 pub use apps::validate_app_name;
 pub use env::{env_diff, parse_env_text};
-pub use processes::{PromoteOptions, ScaleOptions};
+pub use processes::{PromoteOptions, RunOptions, ScaleOptions};
 pub use releases::ReleaseOptions;
 
 /// How many times a compare-and-swap loop retries before giving up with a conflict.

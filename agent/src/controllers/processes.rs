@@ -400,3 +400,84 @@ fn image_view(i: dray_runtime::Image) -> Image {
         created: i.created.map(chrono::DateTime::<Utc>::from),
     }
 }
+
+/// A one-off process request from the API.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Shell-split command (empty: the service's command).
+    pub command: Option<String>,
+    pub release: Option<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Controllers {
+    /// Start a one-off process of a service.
+    pub async fn run(&self, app: &str, service: &str, opts: RunOptions) -> Result<Process, Error> {
+        self.app_record(app).await?;
+        let args = match opts
+            .command
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
+            Some(c) => shell_words::split(c)
+                .map_err(|e| Error::BadRequest(format!("cannot parse the command {c:?}: {e}")))?,
+            None => Vec::new(),
+        };
+        let p = self
+            .supervisor()?
+            .run_once(crate::supervisor::RunRequest {
+                app: app.to_string(),
+                service: service.to_string(),
+                release: opts.release.filter(|r| !r.is_empty()),
+                args,
+                env: opts.env,
+            })
+            .await
+            .map_err(|e| match e {
+                SupervisorError::NotFound(what) if what.starts_with("service") => {
+                    Error::NotFound(format!("service not found: {service}"))
+                }
+                other => other.into(),
+            })?;
+        tracing::info!(target: "audit", app, service, process = %p.id, "one-off process started");
+        Ok(p.view())
+    }
+
+    /// Start a command inside a running process (by id, or a running process of a service).
+    pub async fn exec(
+        &self,
+        app: &str,
+        pid_or_service: &str,
+        command: &str,
+        tty: bool,
+        size: Option<(u32, u32)>,
+    ) -> Result<dray_runtime::ExecHandle, Error> {
+        self.app_record(app).await?;
+        let args = shell_words::split(command)
+            .map_err(|e| Error::BadRequest(format!("cannot parse the command {command:?}: {e}")))?;
+        if args.is_empty() {
+            return Err(Error::BadRequest("a command is required".into()));
+        }
+        let sup = self.supervisor()?;
+        let container = sup.resolve(app, pid_or_service).ok_or_else(|| {
+            Error::NotFound(format!(
+                "no running process or service named {pid_or_service} in app {app}"
+            ))
+        })?;
+        tracing::info!(target: "audit", app, process = pid_or_service, command, "exec");
+        Ok(sup
+            .runtime()
+            .exec(
+                &container,
+                &dray_runtime::ExecSpec {
+                    args,
+                    tty,
+                    stdin: true,
+                    size,
+                    ..Default::default()
+                },
+            )
+            .await?)
+    }
+}

@@ -1078,3 +1078,147 @@ impl Supervisor {
         Ok(())
     }
 }
+
+/// A one-off process request (`dray run`).
+#[derive(Clone, Debug, Default)]
+pub struct RunRequest {
+    pub app: String,
+    pub service: String,
+    /// The release to run (default: the active one).
+    pub release: Option<String>,
+    /// The command; empty = the service's command.
+    pub args: Vec<String>,
+    /// Extra environment.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Supervisor {
+    /// Start a one-off process from a service's definition. It is never restarted; its logs go
+    /// where the service's do.
+    pub async fn run_once(&self, req: RunRequest) -> Result<Proc, SupervisorError> {
+        let rec = self
+            .repo
+            .app(&req.app)
+            .await?
+            .ok_or_else(|| SupervisorError::NotFound(format!("app {}", req.app)))?
+            .value;
+        let release = req.release.clone().unwrap_or_else(|| rec.release.clone());
+        if release.is_empty() {
+            return Err(SupervisorError::Plan(format!(
+                "app {} has no active release: promote one first (dray releases promote)",
+                req.app
+            )));
+        }
+        let plans = spec::plan_release(&self.repo, &self.config, &rec, &release).await?;
+        let base = plans
+            .iter()
+            .find(|p| p.service == req.service)
+            .ok_or_else(|| SupervisorError::NotFound(format!("service {}", req.service)))?;
+        let mut plan = (**base).clone();
+        if !req.args.is_empty() {
+            plan.args = req.args.clone();
+        }
+        plan.env.extend(req.env.clone());
+        plan.health = None;
+        let plan = Arc::new(plan);
+        let port = if plan.needs_port {
+            Some(self.ports.allocate().ok_or_else(|| {
+                SupervisorError::Plan("no free host port left in the port range".into())
+            })?)
+        } else {
+            None
+        };
+        let id = spec::process_id(&plan.service);
+        let container = format!("{}.{}", plan.app, id);
+        let started = Utc::now();
+        let mut cspec = spec::container_spec(
+            &self.config,
+            &plan,
+            &id,
+            &container,
+            port,
+            started,
+            &self.logger_path,
+        );
+        cspec
+            .labels
+            .insert(labels::TYPE.into(), Kind::Process.as_str().into());
+        let proc = Proc {
+            container: container.clone(),
+            id: id.clone(),
+            app: plan.app.clone(),
+            service: plan.service.clone(),
+            release: plan.release.clone(),
+            kind: Kind::Process,
+            port,
+            image: plan.image.clone(),
+            command: plan.command_line(),
+            cpu: plan.cpu,
+            memory: plan.memory,
+            started,
+            status: Status::Starting,
+            exit_code: None,
+            restarts: 0,
+            stopping: false,
+            backoff: Backoff::default(),
+            started_at: Instant::now(),
+            restart_at: None,
+            finished_at: None,
+            health_failures: 0,
+            plan: Some(plan.clone()),
+        };
+        self.procs().insert(container.clone(), proc);
+        match self.runtime.run(&cspec).await {
+            Ok(_) => {
+                let mut procs = self.procs();
+                let p = procs
+                    .get_mut(&container)
+                    .ok_or_else(|| SupervisorError::NotFound(id.clone()))?;
+                if p.status == Status::Starting {
+                    p.status = Status::Running;
+                }
+                let view = p.clone();
+                drop(procs);
+                crate::logs::system(
+                    &self.config,
+                    &plan.app,
+                    &format!("one-off process {id} started: {}", plan.command_line()),
+                );
+                Ok(view)
+            }
+            Err(e) => {
+                self.procs().remove(&container);
+                if let Some(p) = port {
+                    self.ports.release(p);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The containerd container id of a process of an app, given its id or a service name (a
+    /// running process of the service is picked).
+    pub fn resolve(&self, app: &str, pid_or_service: &str) -> Option<String> {
+        let procs = self.procs();
+        if let Some(p) = procs
+            .values()
+            .find(|p| p.app == app && p.id == pid_or_service && !p.stopping)
+        {
+            return Some(p.container.clone());
+        }
+        let candidates: Vec<&Proc> = procs
+            .values()
+            .filter(|p| {
+                p.app == app
+                    && p.service == pid_or_service
+                    && p.status == Status::Running
+                    && !p.stopping
+            })
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let i = rand::rng().random_range(0..candidates.len());
+        Some(candidates[i].container.clone())
+    }
+}

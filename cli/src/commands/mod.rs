@@ -10,6 +10,7 @@ pub mod logs;
 pub mod manifest;
 pub mod processes;
 pub mod releases;
+pub mod run;
 pub mod system;
 
 /// Options every command sees.
