@@ -205,6 +205,47 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
         tc
     }
 
+    /// Restart the daemon (SIGTERM, wait, start again with the same config and state), as an
+    /// operator's `systemctl restart containerd` would. Running tasks keep running: their shims
+    /// outlive containerd.
+    pub async fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on a pid we own.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let _ = child.wait();
+        }
+        let d = self.dir().to_path_buf();
+        let containerd = which("containerd").expect("containerd is installed");
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(d.join("containerd.log"))
+            .expect("open containerd log");
+        let child = Command::new(&containerd)
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot restart {}: {e}", containerd.display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Runtime::connect(&self.socket, &self.namespace)
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not come back within 30s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The daemon's gRPC socket.
     pub fn socket(&self) -> &Path {
         &self.socket

@@ -316,12 +316,12 @@ async fn processes_survive_kill9_of_the_agent_and_are_readopted() {
     let release = import(
         &rack,
         "steady",
-        "services:\n  worker:\n    command: sh -c 'i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done'\n    scale:\n      count: 5\n      memory: 32\n",
+        "services:\n  worker:\n    command: sh -c 'i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done'\n    scale:\n      count: 10\n      memory: 16\n",
     );
     stdout_ok(&rack.dray(&["releases", "promote", &release, "-a", "steady"]));
     let before = rack.client().processes("steady", None).await.unwrap();
-    assert_eq!(before.len(), 5);
-    for round in 0..5 {
+    assert_eq!(before.len(), 10);
+    for round in 0..20 {
         rack.kill9();
         tokio::time::sleep(Duration::from_millis(300)).await;
         rack.spawn();
@@ -348,6 +348,29 @@ async fn processes_survive_kill9_of_the_agent_and_are_readopted() {
             "{after:?}"
         );
     }
+    // containerd itself restarts: the shims keep the processes running, the agent reconnects.
+    rack.containerd.restart().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rack.client().processes("steady", None).await.unwrap();
+    assert_eq!(after.len(), 10);
+    assert!(
+        after
+            .iter()
+            .all(|p| p.status == "running" && p.restarts == 0),
+        "{after:?}"
+    );
+    // ... and still drives containerd: scaling up starts an 11th process.
+    stdout_ok(&rack.dray(&["scale", "worker", "--count", "11", "-a", "steady"]));
+    eventually(
+        "an 11th process after the containerd restart",
+        Duration::from_secs(30),
+        || async {
+            let procs = rack.client().processes("steady", None).await.ok()?;
+            (procs.iter().filter(|p| p.status == "running").count() == 11).then_some(())
+        },
+    )
+    .await;
+
     // No line was lost while the agent was down: each process's counter has no gaps.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let logs = stdout_ok(&rack.dray(&["logs", "-a", "steady", "--no-follow", "--since", "10m"]));
@@ -456,4 +479,156 @@ async fn run_and_exec_stream_io_and_exit_codes() {
         err,
         "ERROR: no running process or service named web-zzzzz in app ops\n"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_delivers_new_lines_and_survives_agent_restarts() {
+    use std::io::BufRead;
+    let mut rack = Rack::start().await;
+    stdout_ok(&rack.dray(&["apps", "create", "chatty"]));
+    let release = import(
+        &rack,
+        "chatty",
+        "services:\n  worker:\n    command: sleep 100000\n    termination:\n      grace: 1\n",
+    );
+    stdout_ok(&rack.dray(&["releases", "promote", &release, "-a", "chatty"]));
+    let pid = rack.client().processes("chatty", None).await.unwrap()[0]
+        .id
+        .clone();
+
+    let mut follower = rack
+        .dray_cmd(rack.dir.path(), &["logs", "-a", "chatty", "-s", "worker"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |mark: &str| -> Duration {
+        let t0 = std::time::Instant::now();
+        loop {
+            let left = Duration::from_secs(10).saturating_sub(t0.elapsed());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(mark) => return t0.elapsed(),
+                Ok(_) => {}
+                Err(_) => panic!("{mark} never reached dray logs"),
+            }
+        }
+    };
+    // A line written by the process (to PID 1's stdout, which the shim's logger owns).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stdout_ok(&rack.dray(&[
+        "exec",
+        &pid,
+        "-a",
+        "chatty",
+        "sh",
+        "-c",
+        "echo MARK-ONE > /proc/1/fd/1",
+    ]));
+    let latency = wait_for("MARK-ONE");
+    eprintln!("follow latency: {latency:?}");
+    assert!(latency < Duration::from_secs(5), "{latency:?}");
+
+    // The agent dies and comes back; the same `dray logs` reconnects and keeps going.
+    rack.kill9();
+    rack.spawn();
+    rack.wait_ready().await;
+    stdout_ok(&rack.dray(&[
+        "exec",
+        &pid,
+        "-a",
+        "chatty",
+        "sh",
+        "-c",
+        "echo MARK-TWO > /proc/1/fd/1",
+    ]));
+    wait_for("MARK-TWO");
+    let _ = follower.kill();
+    let _ = follower.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_import_restart_and_process_metrics() {
+    let rack = Rack::start().await;
+    let archive = busybox_archive(rack.dir.path());
+    let out = stdout_ok(&rack.dray(&[
+        "images",
+        "import",
+        archive.to_str().unwrap(),
+        "--name",
+        "docker.io/library/tools:1",
+    ]));
+    assert!(out.ends_with("Image: docker.io/library/tools:1\n"), "{out}");
+    let list = stdout_ok(&rack.dray(&["images"]));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("docker.io/library/tools:1 ")),
+        "{list}"
+    );
+
+    // A service with `image:` runs an image imported this way.
+    stdout_ok(&rack.dray(&["apps", "create", "imgapp"]));
+    let release = import(
+        &rack,
+        "imgapp",
+        "services:\n  tool:\n    image: docker.io/library/tools:1\n    command: sleep 100000\n    termination:\n      grace: 1\n",
+    );
+    stdout_ok(&rack.dray(&["releases", "promote", &release, "-a", "imgapp"]));
+    let p = rack.client().processes("imgapp", None).await.unwrap();
+    assert_eq!(p[0].image, "docker.io/library/tools:1");
+
+    // services restart and restart replace the processes.
+    assert_eq!(
+        stdout_ok(&rack.dray(&["services", "restart", "tool", "-a", "imgapp"])),
+        "Restarting tool... OK\n"
+    );
+    eventually("a replaced process", Duration::from_secs(30), || async {
+        let now = rack.client().processes("imgapp", None).await.ok()?;
+        (now.len() == 1 && now[0].id != p[0].id && now[0].status == "running").then_some(())
+    })
+    .await;
+    assert_eq!(
+        stdout_ok(&rack.dray(&["restart", "-a", "imgapp"])),
+        "Restarting imgapp... OK\n"
+    );
+
+    // Metrics: processes by status, start latency, API latency.
+    let body = reqwest_get(&rack, "/metrics").await;
+    assert!(
+        body.contains("dray_processes{app=\"imgapp\",status=\"running\"}"),
+        "{body}"
+    );
+    assert!(
+        body.contains("dray_container_start_seconds_count"),
+        "{body}"
+    );
+    assert!(
+        body.contains("dray_process_restarts_total")
+            || body.contains("# TYPE dray_process_restarts_total counter"),
+        "{body}"
+    );
+}
+
+async fn reqwest_get(rack: &Rack, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", rack.port))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        rack.token
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }
