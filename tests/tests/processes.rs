@@ -20,6 +20,8 @@ services:
     scale:
       count: 2
       memory: 64
+    termination:
+      grace: 2
   worker:
     command: sh -c 'echo "env APP=$APP SERVICE=$SERVICE RELEASE=$RELEASE RACK=$RACK"; while true; do echo tick; sleep 0.3; done'
     scale:
@@ -177,17 +179,24 @@ async fn promote_runs_services_with_ports_env_logs_and_scale() {
         .unwrap()
         .split_whitespace()
         .collect();
-    assert_eq!(
-        web_row,
-        ["web", "3", "3", "250", "512"]
-            .map(String::from)
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|s| if *s == "512" { "64" } else { s })
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(web_row, ["web", "3", "3", "250", "64"]);
+    // New limits replace the processes (new ones first, then the old ones go).
+    stdout_ok(&rack.dray(&[
+        "scale", "web", "--memory", "48", "--cpu", "100", "-a", "shop",
+    ]));
+    eventually(
+        "3 web processes with the new limits",
+        Duration::from_secs(60),
+        || async {
+            let procs = rack.client().processes("shop", Some("web")).await.ok()?;
+            (procs.len() == 3
+                && procs
+                    .iter()
+                    .all(|p| p.status == "running" && p.memory == 48.0 && p.cpu == 0.1))
+            .then_some(())
+        },
+    )
+    .await;
     let services = stdout_ok(&rack.dray(&["services", "-a", "shop"]));
     assert!(
         services.contains("web.shop.localhost") && services.contains("443:3000"),

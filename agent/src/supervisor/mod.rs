@@ -601,6 +601,22 @@ impl Supervisor {
             }
         };
         let scale = crate::repo::Repo::scale(&self.repo, &rec.name).await?;
+        // `dray scale --cpu/--memory` wins over the manifest.
+        let plans: Vec<Arc<ProcessPlan>> = plans
+            .into_iter()
+            .map(|p| match scale.get(&p.service) {
+                Some(s)
+                    if s.cpu.is_some_and(|c| c != p.cpu)
+                        || s.memory.is_some_and(|m| m != p.memory) =>
+                {
+                    let mut q = (*p).clone();
+                    q.cpu = s.cpu.unwrap_or(q.cpu);
+                    q.memory = s.memory.unwrap_or(q.memory);
+                    Arc::new(q)
+                }
+                _ => p,
+            })
+            .collect();
 
         let mut starts: Vec<(Arc<ProcessPlan>, Option<Proc>)> = Vec::new();
         let mut stops: Vec<String> = Vec::new();
@@ -622,7 +638,7 @@ impl Supervisor {
                     .get(&plan.service)
                     .and_then(|s| s.count)
                     .unwrap_or(plan.count) as usize;
-                let mine: Vec<&Proc> = procs
+                let current: Vec<&Proc> = procs
                     .values()
                     .filter(|p| {
                         p.app == rec.name
@@ -633,6 +649,15 @@ impl Supervisor {
                             && p.status.is_live()
                     })
                     .collect();
+                // Processes with other limits (after `dray scale --cpu/--memory`) are replaced:
+                // they stay until enough processes with the new limits run.
+                let (mine, stale): (Vec<&Proc>, Vec<&Proc>) = current
+                    .into_iter()
+                    .partition(|p| p.cpu == plan.cpu && p.memory == plan.memory);
+                let running = mine.iter().filter(|p| p.status == Status::Running).count();
+                if running >= want {
+                    stops.extend(stale.iter().map(|p| p.container.clone()));
+                }
                 // Crashed processes whose backoff is over restart in place.
                 for p in &mine {
                     if matches!(p.status, Status::Crashed | Status::Pending)

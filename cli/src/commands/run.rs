@@ -176,6 +176,11 @@ async fn attach(client: &Client, app: &str, pid: &str, command: &str) -> anyhow:
                 }
                 None => stdin_open = false,
             },
+            _ = tokio::signal::ctrl_c(), if !tty => {
+                // Without a TTY, Ctrl-C ends the session: the rack kills the command.
+                let _ = tx.send(Message::Close(None)).await;
+                return Ok(130);
+            }
             _ = winch.recv() => {
                 if let Some((w, h)) = term::size() {
                     let _ = tx.send(Message::Text(format!("{{\"resize\":[{w},{h}]}}").into())).await;
