@@ -74,14 +74,10 @@ impl Controllers {
         if release.manifest.is_empty() {
             return String::new();
         }
-        let env = dray_sdk::Environment::parse(&release.env).0;
-        let opts = dray_manifest::LoadOptions { require_env: false };
-        let Ok(loaded) = dray_manifest::load_with("convox.yml", &release.manifest, &env, &opts)
-        else {
+        let Ok(manifest) = crate::supervisor::release_manifest(&release) else {
             return String::new();
         };
-        loaded
-            .manifest
+        manifest
             .services
             .iter()
             .find(|(_, svc)| svc.is_routable())

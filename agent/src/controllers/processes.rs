@@ -162,14 +162,8 @@ impl Controllers {
             rec.release.clone()
         };
         let release = self.release(app, &id).await?;
-        let env = dray_sdk::Environment::parse(&release.env).0;
-        let loaded = dray_manifest::load_with(
-            "convox.yml",
-            &release.manifest,
-            &env,
-            &dray_manifest::LoadOptions { require_env: false },
-        )
-        .map_err(|e| Error::Internal(format!("the active release's manifest: {e}")))?;
+        let manifest = crate::supervisor::release_manifest(&release)
+            .map_err(|e| Error::Internal(format!("the active release's manifest: {e}")))?;
         let scale = self.repo.scale(app).await?;
         let procs = self
             .supervisor
@@ -177,7 +171,7 @@ impl Controllers {
             .map(|s| s.processes(Some(app)))
             .unwrap_or_default();
         let mut out = Vec::new();
-        for (name, svc) in &loaded.manifest.services {
+        for (name, svc) in &manifest.services {
             let live = scale.get(name).cloned().unwrap_or_default();
             let running = procs
                 .iter()

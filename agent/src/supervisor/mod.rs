@@ -37,7 +37,7 @@ use crate::repo::{AppRecord, Repo};
 use backoff::{Backoff, BackoffPolicy};
 use ports::PortAllocator;
 
-pub use spec::ProcessPlan;
+pub use spec::{release_manifest, ProcessPlan};
 
 /// Container labels (the agent's only memory of a container across restarts).
 pub mod labels {
@@ -634,20 +634,9 @@ impl Supervisor {
             }
             let procs = &*procs;
             for plan in &plans {
-                let want = scale
-                    .get(&plan.service)
-                    .and_then(|s| s.count)
-                    .unwrap_or(plan.count) as usize;
-                let current: Vec<&Proc> = procs
-                    .values()
-                    .filter(|p| {
-                        p.app == rec.name
-                            && p.kind == Kind::Service
-                            && p.service == plan.service
-                            && p.release == target
-                            && !p.stopping
-                            && p.status.is_live()
-                    })
+                let want = desired(&scale, plan);
+                let current: Vec<&Proc> = service_procs(procs, &rec.name, &plan.service, &target)
+                    .filter(|p| p.status.is_live())
                     .collect();
                 // Processes with other limits (after `dray scale --cpu/--memory`) are replaced:
                 // they stay until enough processes with the new limits run.
@@ -1026,20 +1015,9 @@ impl Supervisor {
             let mut ready = true;
             let mut crash_loop = None;
             for plan in plans {
-                let want = scale
-                    .get(&plan.service)
-                    .and_then(|s| s.count)
-                    .unwrap_or(plan.count) as usize;
-                let mine: Vec<&Proc> = procs
-                    .values()
-                    .filter(|p| {
-                        p.app == rec.name
-                            && p.kind == Kind::Service
-                            && p.service == plan.service
-                            && p.release == rec.deploying
-                            && !p.stopping
-                    })
-                    .collect();
+                let want = desired(scale, plan);
+                let mine: Vec<&Proc> =
+                    service_procs(&procs, &rec.name, &plan.service, &rec.deploying).collect();
                 let running = mine.iter().filter(|p| p.status == Status::Running).count();
                 if running < want {
                     ready = false;
@@ -1102,6 +1080,30 @@ impl Supervisor {
         self.wake();
         Ok(())
     }
+}
+
+/// How many processes of a plan's service should run: the live scale, else the manifest's.
+fn desired(scale: &BTreeMap<String, crate::repo::ScaleRecord>, plan: &ProcessPlan) -> usize {
+    scale
+        .get(&plan.service)
+        .and_then(|s| s.count)
+        .unwrap_or(plan.count) as usize
+}
+
+/// The live service processes of one service and release of an app.
+fn service_procs<'a>(
+    procs: &'a BTreeMap<String, Proc>,
+    app: &'a str,
+    service: &'a str,
+    release: &'a str,
+) -> impl Iterator<Item = &'a Proc> + 'a {
+    procs.values().filter(move |p| {
+        p.app == app
+            && p.kind == Kind::Service
+            && p.service == service
+            && p.release == release
+            && !p.stopping
+    })
 }
 
 /// A one-off process request (`dray run`).

@@ -58,6 +58,21 @@ pub fn process_id(service: &str) -> String {
     format!("{service}-{suffix}")
 }
 
+/// A release's manifest, interpolated with its env. Missing required env is not an error here
+/// (it is checked when the release is promoted).
+pub fn release_manifest(
+    release: &dray_sdk::Release,
+) -> Result<dray_manifest::Manifest, dray_manifest::Errors> {
+    let env = dray_sdk::Environment::parse(&release.env).0;
+    dray_manifest::load_with(
+        "convox.yml",
+        &release.manifest,
+        &env,
+        &dray_manifest::LoadOptions { require_env: false },
+    )
+    .map(|l| l.manifest)
+}
+
 /// Plans for every service of a release (services with `scale.count` 0 included: they run
 /// nothing until scaled).
 pub async fn plan_release(
@@ -76,14 +91,7 @@ pub async fn plan_release(
         repo.build(&rec.name, &release.build).await?
     };
     let env = dray_sdk::Environment::parse(&release.env).0;
-    let loaded = dray_manifest::load_with(
-        "convox.yml",
-        &release.manifest,
-        &env,
-        &dray_manifest::LoadOptions { require_env: false },
-    )
-    .map_err(|e| SupervisorError::Plan(e.to_string()))?;
-    let m = loaded.manifest;
+    let m = release_manifest(&release).map_err(|e| SupervisorError::Plan(e.to_string()))?;
     let mut plans = Vec::new();
     for (name, svc) in &m.services {
         let image = match (&svc.image, &build) {
