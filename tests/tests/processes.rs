@@ -308,6 +308,33 @@ async fn crashes_restart_with_backoff_and_bad_releases_roll_back() {
         "{err}"
     );
 
+    // A deploy that never gets healthy can be cancelled: it rolls back at once.
+    let stuck = import(
+        &rack,
+        "flaky",
+        "services:\n  web:\n    command: sh -c 'mkdir -p /tmp/w && exec httpd -f -p $PORT -h /tmp/w'\n    port: 3000\n    health: /never\n    termination:\n      grace: 1\n",
+    );
+    let out = stdout_ok(&rack.dray(&["releases", "promote", &stuck, "--force", "-a", "flaky"]));
+    assert!(out.ends_with("OK (not waiting)\n"), "{out}");
+    assert_eq!(rack.client().app("flaky").await.unwrap().status, "updating");
+    let err = stderr_fail(&rack.dray(&["releases", "promote", &stuck, "-a", "flaky"]));
+    assert!(err.contains("app is currently updating"), "{err}");
+    assert_eq!(
+        stdout_ok(&rack.dray(&["apps", "cancel", "flaky"])),
+        "Cancelling deployment of flaky... OK\n"
+    );
+    let app = eventually(
+        "the cancelled deploy to roll back",
+        Duration::from_secs(20),
+        || async {
+            let a = rack.client().app("flaky").await.ok()?;
+            (a.status == "running").then_some(a)
+        },
+    )
+    .await;
+    assert_eq!(app.release, copy);
+    assert_eq!(app.deploy_error, "the deployment was cancelled");
+
     // A release without a manifest (env only) cannot be promoted.
     stdout_ok(&rack.dray(&["apps", "create", "bare"]));
     stdout_ok(&rack.dray(&["env", "set", "A=1", "-a", "bare"]));
