@@ -1195,8 +1195,12 @@ impl Supervisor {
             plan: Some(plan.clone()),
         };
         self.procs().insert(container.clone(), proc);
+        let t0 = Instant::now();
         match self.runtime.run(&cspec).await {
             Ok(_) => {
+                self.metrics
+                    .start_latency
+                    .observe(&[], t0.elapsed().as_secs_f64());
                 let mut procs = self.procs();
                 let p = procs
                     .get_mut(&container)
