@@ -18,7 +18,7 @@ log "cargo test"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 set +e
-cargo test --workspace --all-features 2>&1 | tee "$out"
+cargo test --workspace --all-features --no-fail-fast 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run (cargo prints one per test binary, the last often "0 passed").

@@ -595,6 +595,7 @@ async fn exec_without_tty_streams_and_returns_exit_code() {
         .write_all(b"hello stdin\n")
         .await
         .unwrap();
+    drop(h.stdin.take());
     h.close_stdin().await.unwrap();
     assert_eq!(reader.await.unwrap(), "hello stdin\n");
     assert_eq!(h.wait().await.unwrap(), 0);
