@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian 12 (as root) to a running single-node rack:
 # installs what is missing, builds everything in release mode, installs `drayd` and `dray` into
-# /usr/local/bin, starts drayd on the embedded store (data in /var/lib/dray, API on
+# /usr/local/bin and the bundled plugins (postgres, redis, balancer) into /usr/local/lib/dray/plugins
+# (where drayd finds them by default: ../lib/dray/plugins from its own directory), starts drayd on the embedded store (data in /var/lib/dray, API on
 # 127.0.0.1:5443, log in /var/log/drayd.log), logs the CLI in and creates the example app.
 # Safe to run again: it rebuilds and restarts the agent; data is kept.
 set -euo pipefail
@@ -34,6 +35,8 @@ fi
 log "building (release)"
 cargo build --release --workspace --bins
 install -m 0755 "$CARGO_TARGET_DIR/release/drayd" "$CARGO_TARGET_DIR/release/dray" "$BIN/"
+log "building the bundled plugins (wasm32-wasip2) into $BIN/../lib/dray/plugins"
+build_plugins "$BIN/../lib/dray/plugins"
 
 if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
   log "stopping the running drayd ($(cat "$PIDFILE"))"

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 ensure_packages "${DRAY_PACKAGES[@]}"
 ensure_rust
+# moto server mode stands in for the AWS APIs in dray-cloud's tests.
+ensure_moto
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

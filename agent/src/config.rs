@@ -26,7 +26,8 @@ pub const DEFAULT_DOMAIN: &str = "localhost";
 #[derive(Debug, Default, Parser)]
 #[command(name = "drayd", version, about = "The Dray rack agent", long_about = None)]
 pub struct Flags {
-    /// TOML config file (keys: data-dir, listen, token, rack, domain, log-format, log-level).
+    /// TOML config file (keys: data-dir, listen, token, rack, domain, log-format, log-level,
+    /// plugins-dir, ...: every flag, with dashes).
     #[arg(long, env = "DRAY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Where the agent keeps its state (store, token).
@@ -68,6 +69,16 @@ pub struct Flags {
     /// First crash-restart delay in milliseconds; it doubles up to 5 minutes [default: 10000].
     #[arg(long, env = "DRAY_CRASH_BACKOFF_MS", value_name = "MS", hide = true)]
     pub crash_backoff_ms: Option<u64>,
+    /// Bundled plugins: every .wasm here is installed (or upgraded) at start [default: plugins/
+    /// next to drayd, else ../lib/dray/plugins from drayd's directory, when it exists].
+    #[arg(long, env = "DRAY_PLUGINS_DIR", value_name = "DIR")]
+    pub plugins_dir: Option<PathBuf>,
+    /// AWS API endpoint for cloud resources (rds-*), such as a moto server [default: AWS].
+    #[arg(long, env = "DRAY_AWS_ENDPOINT", value_name = "URL")]
+    pub aws_endpoint: Option<String>,
+    /// AWS region for cloud resources [default: us-east-1].
+    #[arg(long, env = "DRAY_AWS_REGION", value_name = "REGION")]
+    pub aws_region: Option<String>,
 }
 
 /// The config file's shape.
@@ -87,6 +98,9 @@ pub struct FileConfig {
     pub log_max_size: Option<u64>,
     pub log_max_files: Option<u32>,
     pub crash_backoff_ms: Option<u64>,
+    pub plugins_dir: Option<PathBuf>,
+    pub aws_endpoint: Option<String>,
+    pub aws_region: Option<String>,
 }
 
 /// The merged configuration the agent runs with.
@@ -110,7 +124,16 @@ pub struct Config {
     pub log_max_files: u32,
     /// First crash-restart delay.
     pub crash_backoff: std::time::Duration,
+    /// The bundled plugins' directory (`None`: install none).
+    pub plugins_dir: Option<PathBuf>,
+    /// AWS endpoint for cloud resources (`None`: the real AWS).
+    pub aws_endpoint: Option<String>,
+    /// AWS region for cloud resources.
+    pub aws_region: String,
 }
+
+/// Default AWS region for cloud resources.
+pub const DEFAULT_AWS_REGION: &str = "us-east-1";
 
 /// Default containerd socket.
 pub const DEFAULT_CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
@@ -191,6 +214,18 @@ impl Config {
                     .unwrap_or(10_000)
                     .max(1),
             ),
+            plugins_dir: flags
+                .plugins_dir
+                .or(file.plugins_dir)
+                .or_else(default_plugins_dir),
+            aws_endpoint: flags
+                .aws_endpoint
+                .or(file.aws_endpoint)
+                .filter(|e| !e.trim().is_empty()),
+            aws_region: flags
+                .aws_region
+                .or(file.aws_region)
+                .unwrap_or_else(|| DEFAULT_AWS_REGION.to_string()),
         };
         config.validate()?;
         Ok(config)
@@ -213,6 +248,9 @@ impl Config {
             log_max_size: 10 * 1024 * 1024,
             log_max_files: 10,
             crash_backoff: std::time::Duration::from_secs(10),
+            plugins_dir: None,
+            aws_endpoint: None,
+            aws_region: DEFAULT_AWS_REGION.to_string(),
         }
     }
 
@@ -258,6 +296,20 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The bundled plugins installed with drayd: `plugins/` next to the executable, else
+/// `../lib/dray/plugins` from its directory (`/usr/local/lib/dray/plugins` for
+/// `/usr/local/bin/drayd`, where `scripts/setup.sh` puts them), when one exists.
+pub fn default_plugins_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?;
+    [
+        bin.join("plugins"),
+        bin.join("..").join("lib").join("dray").join("plugins"),
+    ]
+    .into_iter()
+    .find(|d| d.is_dir())
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), ConfigError> {

@@ -15,7 +15,9 @@ pub mod logging;
 pub mod logs;
 pub mod metrics;
 pub mod objects;
+pub mod plugins;
 pub mod repo;
+pub mod resources;
 pub mod supervisor;
 
 use std::net::SocketAddr;
@@ -106,18 +108,19 @@ impl Agent {
                 .with_fifo_dir(data_dir.join("fifo"));
         let registry = metrics::Registry::default();
         let repo = repo::Repo::new(store.clone());
-        let supervisor = supervisor::Supervisor::new(
-            runtime,
-            repo,
-            Arc::new(config.clone()),
-            &registry,
-            supervisor::Options {
-                policy: supervisor::backoff::BackoffPolicy {
-                    initial: config.crash_backoff,
-                    ..Default::default()
-                },
+        let options = supervisor::Options {
+            policy: supervisor::backoff::BackoffPolicy {
+                initial: config.crash_backoff,
                 ..Default::default()
             },
+            ..Default::default()
+        };
+        let supervisor = supervisor::Supervisor::new(
+            runtime.clone(),
+            repo.clone(),
+            Arc::new(config.clone()),
+            &registry,
+            options.clone(),
         );
         let adopted = supervisor
             .adopt()
@@ -125,8 +128,26 @@ impl Agent {
             .map_err(|e| StartError::Adopt(e.to_string()))?;
         tokio::spawn(supervisor.clone().run());
         tracing::info!(adopted, "supervisor running");
-        let controllers =
-            controllers::Controllers::new(store, config.clone()).with_supervisor(supervisor);
+        // Plugins load in the background: the API serves at once, plugin requests wait for
+        // them, and a host that cannot start leaves the rack running without plugins (the
+        // reason is logged and every plugin request answers with it).
+        let plugins =
+            plugins::PluginSlot::start(data_dir.clone(), config.plugins_dir.clone(), store.clone());
+        // Resources: the plugins plan, this reconciler carries the plans out.
+        let resources = resources::Resources::new(
+            runtime,
+            repo,
+            Arc::new(config.clone()),
+            plugins.clone(),
+            supervisor.clone(),
+            options.logger_path,
+            options.policy,
+        );
+        tokio::spawn(resources.clone().run());
+        let controllers = controllers::Controllers::new(store, config.clone())
+            .with_supervisor(supervisor)
+            .with_plugins(plugins)
+            .with_resources(resources);
         let app = api::router(api::ApiState::new(controllers, token.clone(), registry));
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(async move {

@@ -7,6 +7,8 @@
 //! | `/dray/apps/<app>` | [`AppRecord`] |
 //! | `/dray/builds/<app>/<id>` | [`Build`] |
 //! | `/dray/releases/<app>/<id>` | [`Release`] |
+//! | `/dray/plugin-state/<plugin>/<key>` | a plugin's own state value (opaque text) |
+//! | `/dray/resources/<app>/<name>` | [`ResourceRecord`] (written only by `crate::resources`) |
 //!
 //! This module owns the key layout and (de)serialisation, and hands out the store revisions
 //! that callers need for compare-and-swap. It must never decide business rules (who may write
@@ -113,6 +115,92 @@ pub fn release_key(app: &str, id: &str) -> String {
 /// Prefix of an app's releases.
 pub fn releases_prefix(app: &str) -> String {
     format!("/dray/releases/{app}/")
+}
+
+/// Key of one value of a plugin's persistent state (`key` is the plugin's, may hold `/`).
+pub fn plugin_state_key(plugin: &str, key: &str) -> String {
+    format!("/dray/plugin-state/{plugin}/{key}")
+}
+
+/// Prefix of a plugin's persistent state.
+pub fn plugin_state_prefix(plugin: &str) -> String {
+    format!("/dray/plugin-state/{plugin}/")
+}
+
+/// Key of an app's resource.
+pub fn resource_key(app: &str, name: &str) -> String {
+    format!("/dray/resources/{app}/{name}")
+}
+
+/// Prefix of an app's resources (every app's with `None`).
+pub fn resources_prefix(app: Option<&str>) -> String {
+    match app {
+        Some(app) => format!("/dray/resources/{app}/"),
+        None => "/dray/resources/".to_string(),
+    }
+}
+
+/// A resource as the agent carried it out: what the plugin planned, what runs, what it links.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceRecord {
+    pub app: String,
+    pub name: String,
+    /// The `type:` of convox.yml.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The plugin that planned it.
+    #[serde(default)]
+    pub plugin: String,
+    /// The host port allocated for it (kept for its whole life).
+    #[serde(default)]
+    pub port: u16,
+    /// `pending`, `provisioning`, `running`, `unhealthy`, `failed`, `overridden`.
+    pub status: String,
+    /// Why it is failed or waiting (empty when running).
+    #[serde(default)]
+    pub reason: String,
+    /// The values it links into services (`URL`, `USER`, ...); empty until first realized.
+    #[serde(default)]
+    pub outputs: Vec<ResourceOutput>,
+    /// The objects carried out, by plan name.
+    #[serde(default)]
+    pub objects: Vec<ResourceObject>,
+    /// The last plan carried out, as the plugin returned it (for `resources info` and audits).
+    #[serde(default)]
+    pub plan: serde_json::Value,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+/// One linked value of a resource.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceOutput {
+    pub key: String,
+    pub value: String,
+    #[serde(default)]
+    pub secret: bool,
+}
+
+/// One object of a resource as realized.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceObject {
+    /// The name in the plan.
+    pub name: String,
+    /// `container` or `cloud-database`.
+    pub kind: String,
+    /// The containerd container id, or the cloud identifier.
+    pub id: String,
+    /// The image (containers) or engine version (databases).
+    #[serde(default)]
+    pub version: String,
+    /// Hash of the planned object: a different hash means the object is replaced.
+    #[serde(default)]
+    pub hash: String,
+    /// Where it is reached, once realized.
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub port: u16,
 }
 
 /// Serialise a record.
@@ -253,6 +341,41 @@ impl Repo {
 
     pub async fn build(&self, app: &str, id: &str) -> Result<Option<Build>, RepoError> {
         Ok(self.get(&build_key(app, id)).await?.map(|v| v.value))
+    }
+
+    /// One resource of an app.
+    pub async fn resource(
+        &self,
+        app: &str,
+        name: &str,
+    ) -> Result<Option<ResourceRecord>, RepoError> {
+        Ok(self.get(&resource_key(app, name)).await?.map(|v| v.value))
+    }
+
+    /// An app's resources (every app's with `None`), sorted by app and name.
+    pub async fn resources(&self, app: Option<&str>) -> Result<Vec<ResourceRecord>, RepoError> {
+        let mut out: Vec<ResourceRecord> = self
+            .list(&resources_prefix(app))
+            .await?
+            .into_iter()
+            .map(|v: Versioned<ResourceRecord>| v.value)
+            .collect();
+        out.sort_by(|a, b| (&a.app, &a.name).cmp(&(&b.app, &b.name)));
+        Ok(out)
+    }
+
+    /// Write a resource record (its only writer is the resource reconciler).
+    pub async fn put_resource(&self, rec: &ResourceRecord) -> Result<(), RepoError> {
+        self.store
+            .put(&resource_key(&rec.app, &rec.name), encode(rec))
+            .await?;
+        Ok(())
+    }
+
+    /// Forget a resource.
+    pub async fn delete_resource(&self, app: &str, name: &str) -> Result<(), RepoError> {
+        self.store.delete(&resource_key(app, name)).await?;
+        Ok(())
     }
 
     /// An app's builds, newest first.

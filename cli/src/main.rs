@@ -63,6 +63,10 @@ pub enum Command {
     Logs(commands::logs::LogsArgs),
     /// List and import images.
     Images(commands::images::ImagesArgs),
+    /// List, install, upgrade and remove the rack's WebAssembly plugins.
+    Plugins(commands::plugins::PluginsArgs),
+    /// An app's resources (databases, caches): list, info, url, plan, export, import, console.
+    Resources(commands::resources::ResourcesArgs),
     /// Show the rack.
     Rack,
     /// Save a rack's URL and token and make it current.
@@ -125,6 +129,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => exit_with(commands::run::run(&g, a).await?),
         Command::Exec(a) => exit_with(commands::run::exec(&g, a).await?),
         Command::Images(a) => commands::images::run(&g, a).await,
+        Command::Plugins(a) => commands::plugins::run(&g, a).await,
+        Command::Resources(a) => exit_with(commands::resources::run(&g, a).await?),
         Command::Rack => commands::system::rack(&g).await,
         Command::Login(a) => commands::login::login(&g, a).await,
         Command::Racks => commands::login::racks(&g),

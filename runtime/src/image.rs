@@ -768,12 +768,22 @@ impl Runtime {
     }
 
     /// Resolves an image name to its config and top chain id (cached by manifest digest).
+    /// The image `name` as written, else its normalized form (`redis:7` is
+    /// `docker.io/library/redis:7`, as Docker and the import name it).
     pub(crate) async fn resolve_image(&self, name: &str) -> Result<Arc<Resolved>, RuntimeError> {
-        let img = ImagesClient::new(self.channel.clone())
-            .get(self.req(GetImageRequest {
-                name: name.to_string(),
-            }))
-            .await
+        let get = |n: String| {
+            let mut client = ImagesClient::new(self.channel.clone());
+            let req = self.req(GetImageRequest { name: n });
+            async move { client.get(req).await }
+        };
+        let found = match get(name.to_string()).await {
+            Err(s) if s.code() == Code::NotFound => match normalize_ref(name) {
+                Some(full) if full != name => get(full).await,
+                _ => Err(s),
+            },
+            r => r,
+        };
+        let img = found
             .map_err(|s| RuntimeError::grpc("Images.Get", &format!("image {name}"), s))?
             .into_inner()
             .image

@@ -5,7 +5,9 @@ use std::time::Duration;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::types::{App, Build, ErrorBody, Image, Process, Release, Service, System};
+use crate::types::{
+    App, Build, ErrorBody, Image, Plugin, Process, Release, Resource, Service, System,
+};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -462,6 +464,59 @@ impl Client {
         self.json(req).await
     }
 
+    /// `GET /plugins`: every installed plugin, by name.
+    pub async fn plugins(&self) -> Result<Vec<Plugin>, ClientError> {
+        self.json(self.request(Method::GET, "/plugins")).await
+    }
+
+    /// `GET /plugins/{name}`.
+    pub async fn plugin(&self, name: &str) -> Result<Plugin, ClientError> {
+        self.json(self.request(Method::GET, &format!("/plugins/{}", seg(name))))
+            .await
+    }
+
+    /// `POST /plugins`: install a plugin from its `.wasm` bytes.
+    pub async fn plugin_install(&self, wasm: Vec<u8>) -> Result<Plugin, ClientError> {
+        self.json(
+            self.request(Method::POST, "/plugins")
+                .header("content-type", "application/wasm")
+                .body(wasm),
+        )
+        .await
+    }
+
+    /// `PUT /plugins`: replace the installed plugin this component names with it.
+    pub async fn plugin_upgrade(&self, wasm: Vec<u8>) -> Result<Plugin, ClientError> {
+        self.json(
+            self.request(Method::PUT, "/plugins")
+                .header("content-type", "application/wasm")
+                .body(wasm),
+        )
+        .await
+    }
+
+    /// `PUT /plugins/{name}`: replace plugin `name` with a new build of it (refused when the
+    /// component is another plugin).
+    pub async fn plugin_upgrade_named(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+    ) -> Result<Plugin, ClientError> {
+        self.json(
+            self.request(Method::PUT, &format!("/plugins/{}", seg(name)))
+                .header("content-type", "application/wasm")
+                .body(wasm),
+        )
+        .await
+    }
+
+    /// `DELETE /plugins/{name}`: remove a plugin (refused while resources use it). Returns
+    /// what was removed.
+    pub async fn plugin_remove(&self, name: &str) -> Result<Plugin, ClientError> {
+        self.json(self.request(Method::DELETE, &format!("/plugins/{}", seg(name))))
+            .await
+    }
+
     /// `GET /apps/{app}/logs`: the response, whose body is a stream of text lines.
     pub async fn logs(
         &self,
@@ -532,7 +587,6 @@ impl Client {
         tty: bool,
         size: Option<(u16, u16)>,
     ) -> Result<ExecSocket, ClientError> {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         q.append_pair("command", command);
         q.append_pair("tty", if tty { "true" } else { "false" });
@@ -540,18 +594,50 @@ impl Client {
             q.append_pair("width", &w.to_string());
             q.append_pair("height", &h.to_string());
         }
+        self.socket(&format!(
+            "/apps/{}/processes/{}/exec?{}",
+            seg(app),
+            seg(pid),
+            q.finish()
+        ))
+        .await
+    }
+
+    /// Open a data session on a resource, speaking the exec protocol: `op` is `export` (the
+    /// dump arrives as stdout frames), `import` (send the dump as stdin frames, then an empty
+    /// frame) or `console` (a TTY of `size`).
+    pub async fn resource_socket(
+        &self,
+        app: &str,
+        resource: &str,
+        op: &str,
+        size: Option<(u16, u16)>,
+    ) -> Result<ExecSocket, ClientError> {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        let path = if op == "console" {
+            if let Some((w, h)) = size {
+                q.append_pair("width", &w.to_string());
+                q.append_pair("height", &h.to_string());
+            }
+            format!("/apps/{}/resources/{}/console", seg(app), seg(resource))
+        } else {
+            q.append_pair("op", op);
+            format!("/apps/{}/resources/{}/data", seg(app), seg(resource))
+        };
+        self.socket(&format!("{path}?{}", q.finish())).await
+    }
+
+    /// Open a WebSocket on `path_and_query`; an error reply before the upgrade becomes
+    /// [`ClientError::Api`].
+    async fn socket(&self, path_and_query: &str) -> Result<ExecSocket, ClientError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let base = self.url();
         let ws_base = base
             .strip_prefix("https://")
             .map(|r| format!("wss://{r}"))
             .or_else(|| base.strip_prefix("http://").map(|r| format!("ws://{r}")))
             .unwrap_or(base.clone());
-        let url = format!(
-            "{ws_base}/apps/{}/processes/{}/exec?{}",
-            seg(app),
-            seg(pid),
-            q.finish()
-        );
+        let url = format!("{ws_base}{path_and_query}");
         let mut req = url
             .as_str()
             .into_client_request()
@@ -579,6 +665,34 @@ impl Client {
                 reason: lowercase_first(&e.to_string()),
             }),
         }
+    }
+
+    /// An app's resources.
+    pub async fn resources(&self, app: &str) -> Result<Vec<Resource>, ClientError> {
+        self.json(self.request(Method::GET, &format!("/apps/{}/resources", seg(app))))
+            .await
+    }
+
+    /// One resource of an app.
+    pub async fn resource(&self, app: &str, name: &str) -> Result<Resource, ClientError> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/apps/{}/resources/{}", seg(app), seg(name)),
+        ))
+        .await
+    }
+
+    /// What a resource's plugin plans now (nothing is changed).
+    pub async fn resource_plan(
+        &self,
+        app: &str,
+        name: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/apps/{}/resources/{}/plan", seg(app), seg(name)),
+        ))
+        .await
     }
 
     /// Any `GET` returning JSON, for `dray api get PATH`.

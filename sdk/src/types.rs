@@ -197,6 +197,49 @@ pub struct Image {
     pub created: Option<DateTime<Utc>>,
 }
 
+/// An installed WebAssembly plugin (`GET /plugins`). Dray's own shape: Convox has no plugins.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plugin {
+    pub name: String,
+    /// The plugin's own version (empty when it failed to load).
+    #[serde(default)]
+    pub version: String,
+    /// `resource` or `balancer`.
+    #[serde(default)]
+    pub kind: String,
+    /// Resource types it serves (empty for a balancer).
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// `ok` or `failed`.
+    pub status: String,
+    /// Why it failed (empty when `ok`).
+    #[serde(default)]
+    pub reason: String,
+    /// The contract it was built for, such as `dray:plugin@0.1.0`.
+    #[serde(default)]
+    pub contract: String,
+    /// One sentence from the plugin.
+    #[serde(default)]
+    pub summary: String,
+    /// sha256 of the installed `.wasm`.
+    #[serde(default)]
+    pub sha256: String,
+    /// How many times its instance was re-created after a failure.
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+impl Plugin {
+    /// `ok`, or `failed: reason`, as `dray plugins` shows it.
+    pub fn status_line(&self) -> String {
+        if self.reason.is_empty() {
+            self.status.clone()
+        } else {
+            format!("{}: {}", self.status, self.reason)
+        }
+    }
+}
+
 /// The body of every error reply: `{"error": "message"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -257,4 +300,65 @@ mod tests {
         assert_eq!(env.0.get("C").map(String::as_str), Some("3"));
         assert_eq!(env.render(), "A=x=y\nB=2\nC=3");
     }
+}
+
+/// A resource of an app (`GET /apps/{app}/resources`), Convox's shape (`name`, `type`, `status`,
+/// `url`) plus what Dray knows about how it runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `pending`, `provisioning`, `running`, `unhealthy`, `failed`, `overridden` (its
+    /// `<NAME>_URL` is set in the app's env), or `declared` (in the manifest of a release that
+    /// was not promoted yet).
+    pub status: String,
+    /// The `URL` it links (empty until it runs).
+    #[serde(default)]
+    pub url: String,
+    /// Why it is failed or waiting.
+    #[serde(default)]
+    pub reason: String,
+    /// The plugin serving its type.
+    #[serde(default)]
+    pub plugin: String,
+    /// Its host port.
+    #[serde(default)]
+    pub port: u16,
+    /// Every value it links (`URL`, `USER`, `PASS`, `HOST`, `PORT`, `NAME`, ...), in order.
+    #[serde(default)]
+    pub outputs: Vec<ResourceOutput>,
+    /// The objects it is made of.
+    #[serde(default)]
+    pub objects: Vec<ResourceObject>,
+    /// The services that link it, and the variables they get.
+    #[serde(default)]
+    pub links: Vec<String>,
+}
+
+/// One value a resource links (`DATABASE_URL` is output `URL` of resource `database`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceOutput {
+    pub key: String,
+    pub value: String,
+    /// A secret value (password, URL with a password).
+    #[serde(default)]
+    pub secret: bool,
+}
+
+/// One object of a resource: a container on the rack, or a cloud database.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceObject {
+    pub name: String,
+    /// `container` or `cloud-database`.
+    pub kind: String,
+    /// The containerd container id, or the cloud identifier.
+    pub id: String,
+    /// The image, or the engine version.
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub port: u16,
 }

@@ -4,10 +4,17 @@
 //! The binaries come from the same cargo target dir as the test executable (build them first:
 //! `cargo build --workspace --bins`), or from `DRAY_BIN_DIR`. A missing binary fails the test
 //! loudly; nothing here is ever skipped silently.
+//!
+//! Every rack gets the bundled plugins (postgres, redis, balancer) through `--plugins-dir`, as an
+//! installed rack does: they are built for `wasm32-wasip2` once per test binary
+//! ([`plugin_wasm`]), into `<target>/wasm-build`, never into the source tree.
+
+pub mod images;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Where the built binaries are.
@@ -38,6 +45,97 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("the workspace root exists")
+}
+
+/// The plugins built with the project and installed by default.
+pub const BUNDLED_PLUGINS: &[&str] = &["postgres", "redis", "balancer"];
+
+/// `<cargo target dir>/wasm-build` (the same directory and flags as `dray-plugins`' tests, so
+/// the two share one build). A separate target dir: the nested cargo never waits for the lock
+/// of the outer build.
+fn wasm_target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    // <target>/<profile>/deps/<test-binary>
+    exe.ancestors()
+        .nth(3)
+        .expect("test binary under <target>/<profile>/deps")
+        .join("wasm-build")
+}
+
+fn cargo_wasm_build(args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(wasm_target_dir())
+        .args(args)
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s")
+        .env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("running cargo for the wasm plugins");
+    assert!(
+        status.success(),
+        "cargo build {args:?} for wasm32-wasip2 failed (is the target installed? rustup target add wasm32-wasip2)"
+    );
+}
+
+/// The path of a built plugin: a bundled one, `memcached` (the example), or a deliberately bad
+/// one from `plugins/host/tests/bad`: `chaos`, `v1` (built for contract 1.0.0). Builds them all
+/// on first use in this test binary (cargo's own lock serialises concurrent binaries).
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        cargo_wasm_build(&[
+            "-p",
+            "dray-plugin-postgres",
+            "-p",
+            "dray-plugin-redis",
+            "-p",
+            "dray-plugin-balancer",
+            "-p",
+            "dray-plugin-memcached",
+        ]);
+        cargo_wasm_build(&["--manifest-path", "plugins/host/tests/bad/Cargo.toml"]);
+        wasm_target_dir().join("wasm32-wasip2/release")
+    });
+    let file = match name {
+        "chaos" | "v1" => format!("dray_test_{name}.wasm"),
+        other => format!("dray_plugin_{other}.wasm"),
+    };
+    let path = dir.join(&file);
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// Fill `dir` with the bundled plugins, as `scripts/setup.sh` fills /usr/local/lib/dray/plugins.
+pub fn bundled_plugins_dir(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("bundled plugins dir");
+    for name in BUNDLED_PLUGINS {
+        std::fs::copy(
+            plugin_wasm(name),
+            dir.join(format!("dray_plugin_{name}.wasm")),
+        )
+        .expect("copy a bundled plugin");
+    }
+    dir.to_path_buf()
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -52,6 +150,7 @@ pub struct Rack {
     pub port: u16,
     pub token: String,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     /// The rack's private containerd (dropped after drayd is killed).
     pub containerd: dray_runtime::testing::TestContainerd,
@@ -65,6 +164,11 @@ impl Rack {
 
     /// Start a rack with extra `drayd` flags.
     pub async fn start_with(extra: &[&str]) -> Rack {
+        Self::start_with_env(extra, &[]).await
+    }
+
+    /// Start a rack with extra `drayd` flags and environment variables.
+    pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Rack {
         let dir = tempfile::tempdir().expect("a temp dir");
         let containerd = dray_runtime::testing::TestContainerd::start().await;
         // A private slice of host ports per rack, so racks in parallel tests never collide.
@@ -77,12 +181,21 @@ impl Rack {
             "--port-range".into(),
             format!("{base}-{}", base + 99),
         ];
+        if !extra.contains(&"--plugins-dir") {
+            let bundled = bundled_plugins_dir(&dir.path().join("bundled-plugins"));
+            extra_args.push("--plugins-dir".into());
+            extra_args.push(bundled.display().to_string());
+        }
         extra_args.extend(extra.iter().map(|s| s.to_string()));
         let mut rack = Rack {
             dir,
             port: free_port(),
             token: String::new(),
             extra_args,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
             containerd,
         };
@@ -122,6 +235,7 @@ impl Rack {
             .args(&self.extra_args)
             .env_remove("DRAY_TOKEN")
             .env_remove("DRAY_CONFIG")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -261,7 +261,8 @@ async fn openapi_documents_exactly_the_real_routes() {
             .replace("{pid}", "web-abcde")
             .replace("{service}", "web")
             .replace("{app}", "docsapp")
-            .replace("{id}", "RNOPENOPENO");
+            .replace("{id}", "RNOPENOPENO")
+            .replace("{name}", "nosuchplugin");
         let (status, body) = call(&rack, method, &concrete, Some(&auth), &[]).await;
         assert_ne!(status, 405, "{route} is documented but not routed: {body}");
         if status == 404 {
@@ -314,12 +315,18 @@ async fn openapi_documents_exactly_the_real_routes() {
         "GET /apps/{app}/logs",
         "POST /apps/{app}/services/{service}/processes",
         "GET /apps/{app}/processes/{pid}/exec",
+        "GET /plugins",
+        "POST /plugins",
+        "PUT /plugins",
+        "GET /plugins/{name}",
+        "PUT /plugins/{name}",
+        "DELETE /plugins/{name}",
     ] {
         assert!(documented.iter().any(|d| d == r), "{r} is not documented");
     }
     assert_eq!(
         documented.len(),
-        34,
+        40,
         "update the list above when adding routes: {documented:?}"
     );
 }

@@ -180,6 +180,29 @@ fn schemas() -> Value {
             "name": s("string"), "digest": s("string"), "size": s("integer"),
             "created": { "type": "string", "format": "date-time", "nullable": true },
         }},
+        "Plugin": { "type": "object", "required": ["name", "status"], "properties": {
+            "name": s("string"), "version": s("string"),
+            "kind": { "type": "string", "enum": ["resource", "balancer"] },
+            "types": { "type": "array", "items": s("string") },
+            "status": { "type": "string", "enum": ["ok", "failed"] },
+            "reason": s("string"), "contract": s("string"), "summary": s("string"),
+            "sha256": s("string"), "restarts": s("integer"),
+        }},
+        "Resource": { "type": "object", "required": ["name", "type", "status"], "properties": {
+            "name": s("string"), "type": s("string"),
+            "status": { "type": "string", "enum": ["pending", "provisioning", "running", "unhealthy", "failed", "overridden"] },
+            "url": s("string"), "reason": s("string"), "plugin": s("string"), "port": s("integer"),
+            "outputs": { "type": "array", "items": { "type": "object", "properties": {
+                "key": s("string"), "value": s("string"), "secret": s("boolean") } } },
+            "objects": { "type": "array", "items": { "type": "object", "properties": {
+                "name": s("string"), "kind": s("string"), "id": s("string"), "version": s("string"),
+                "host": s("string"), "port": s("integer") } } },
+            "links": { "type": "array", "items": s("string") },
+        }},
+        "ResourcePlan": { "type": "object", "properties": {
+            "resource": s("string"), "type": s("string"),
+            "plan": { "type": "object", "description": "the plugin's resource-plan (objects, diagnostics), as in wit/types.wit" },
+        }},
         "App": { "type": "object", "required": ["name", "status"], "properties": {
             "name": s("string"), "status": { "type": "string", "enum": ["creating", "running", "updating", "rollback", "deleting"] },
             "release": s("string"), "locked": s("boolean"), "router": s("string"),

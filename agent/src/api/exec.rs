@@ -118,7 +118,7 @@ async fn exec(
         .into_response())
 }
 
-async fn pump(socket: WebSocket, mut handle: dray_runtime::ExecHandle) {
+pub(super) async fn pump(socket: WebSocket, mut handle: dray_runtime::ExecHandle) {
     use futures::{SinkExt, StreamExt};
     let (mut tx, mut rx) = socket.split();
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);

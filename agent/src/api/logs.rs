@@ -107,10 +107,15 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String>
     Ok(now - chrono::Duration::milliseconds((total * 1000.0) as i64))
 }
 
-/// The source label of a log directory: `service/<svc>/<pid>` or `system/dray/<app>`.
+/// The source label of a log directory: `service/<svc>/<pid>`, `resource/<name>/<object>` or
+/// `system/dray/<app>`.
 fn source(app: &str, dir_name: &str) -> String {
     if dir_name == crate::logs::SYSTEM_DIR {
         return format!("system/dray/{app}");
+    }
+    // Resource containers: `resource.<name>.<object>` (service names have no dots).
+    if let Some(rest) = dir_name.strip_prefix("resource.") {
+        return format!("resource/{}", rest.replacen('.', "/", 1));
     }
     let service = dir_name
         .rsplit_once('-')
@@ -266,6 +271,7 @@ mod tests {
             assert!(parse_since(bad, now).is_err(), "{bad}");
         }
         assert_eq!(source("a", "web-abcde"), "service/web/web-abcde");
+        assert_eq!(source("a", "resource.db.postgres"), "resource/db/postgres");
         assert_eq!(source("a", "my-svc-abcde"), "service/my-svc/my-svc-abcde");
         assert_eq!(source("a", "system"), "system/dray/a");
     }

@@ -19,8 +19,10 @@ mod exec;
 mod logs;
 mod objects;
 mod params;
+mod plugins;
 mod processes;
 mod releases;
+mod resources;
 mod system;
 
 use std::sync::Arc;
@@ -174,6 +176,8 @@ pub fn router(mut state: ApiState) -> Router {
     let routes = processes::routes(routes);
     let routes = logs::routes(routes);
     let routes = exec::routes(routes);
+    let routes = plugins::routes(routes);
+    let routes = resources::routes(routes);
     state.docs = Arc::new(routes.docs);
     routes
         .router

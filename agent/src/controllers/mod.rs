@@ -8,8 +8,10 @@
 mod apps;
 mod env;
 mod objects;
+mod plugins;
 mod processes;
 mod releases;
+mod resources;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +23,10 @@ use crate::repo::{Repo, RepoError};
 
 pub use apps::validate_app_name;
 pub use env::{env_diff, parse_env_text};
+pub use plugins::{plugin_wire, MAX_PLUGIN_BYTES};
 pub use processes::{PromoteOptions, RunOptions, ScaleOptions};
 pub use releases::ReleaseOptions;
+pub use resources::data_op as resource_data_op;
 
 /// How many times a compare-and-swap loop retries before giving up with a conflict.
 const CAS_RETRIES: usize = 50;
@@ -67,6 +71,10 @@ pub struct Controllers {
     app_locks: AppLocks,
     objects: crate::objects::Objects,
     supervisor: Option<Arc<crate::supervisor::Supervisor>>,
+    /// The plugin host (possibly still loading), or why there is none.
+    plugins: crate::plugins::PluginSlot,
+    /// The resource reconciler (absent without containerd).
+    resources: Option<Arc<crate::resources::Resources>>,
 }
 
 /// One async mutex per app, so this agent's writes to one app queue instead of colliding in
@@ -97,7 +105,30 @@ impl Controllers {
             config: Arc::new(config),
             app_locks: AppLocks::default(),
             supervisor: None,
+            plugins: crate::plugins::PluginSlot::unavailable(
+                "this agent runs without a plugin host",
+            ),
+            resources: None,
         }
+    }
+
+    /// Attach the resource reconciler.
+    pub fn with_resources(mut self, resources: Arc<crate::resources::Resources>) -> Self {
+        self.resources = Some(resources);
+        self
+    }
+
+    /// The resource reconciler, or an error naming what is missing.
+    pub(crate) fn resources_runner(&self) -> Result<&Arc<crate::resources::Resources>, Error> {
+        self.resources
+            .as_ref()
+            .ok_or_else(|| Error::Internal("this agent runs without containerd".into()))
+    }
+
+    /// Attach the plugin host.
+    pub fn with_plugins(mut self, plugins: crate::plugins::PluginSlot) -> Self {
+        self.plugins = plugins;
+        self
     }
 
     /// Attach the process supervisor (without one, process calls fail with a clear error).

@@ -15,6 +15,7 @@ impl From<SupervisorError> for Error {
         match e {
             SupervisorError::NotFound(_) => Error::NotFound(e.to_string()),
             SupervisorError::Plan(m) => Error::Unprocessable(m),
+            SupervisorError::Waiting(m) => Error::Conflict(m),
             SupervisorError::Runtime(r) if r.is_not_found() => Error::NotFound(r.to_string()),
             other => Error::Internal(other.to_string()),
         }
@@ -66,6 +67,7 @@ impl Controllers {
                 errors.to_string().trim().replace('\n', "; ")
             )));
         }
+        self.check_resources(&release).await?;
         let _guard = self.app_locks.lock(app).await;
         // "can not promote an older release": releases are ordered by their creation revision.
         let releases = self.repo.releases(app).await?;
@@ -108,6 +110,9 @@ impl Controllers {
                 crate::logs::system(&self.config, app, &format!("promoting release {id}"));
                 tracing::info!(target: "audit", app, release = id, "promote started");
                 self.supervisor()?.wake();
+                if let Some(r) = &self.resources {
+                    r.wake();
+                }
                 return Ok(());
             }
         }

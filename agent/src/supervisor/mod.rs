@@ -37,6 +37,7 @@ use crate::repo::{AppRecord, Repo};
 use backoff::{Backoff, BackoffPolicy};
 use ports::PortAllocator;
 
+pub use health::check as health_check;
 pub use spec::{release_manifest, ProcessPlan};
 
 /// Container labels (the agent's only memory of a container across restarts).
@@ -182,6 +183,9 @@ pub enum SupervisorError {
     NotFound(String),
     #[error("{0}")]
     Plan(String),
+    /// The release links resources that are not ready yet.
+    #[error("{0}")]
+    Waiting(String),
     #[error("containerd: {0}")]
     Runtime(#[from] dray_runtime::RuntimeError),
     #[error("store: {0}")]
@@ -223,6 +227,8 @@ pub struct Supervisor {
     policy: BackoffPolicy,
     metrics: Metrics,
     logger_path: PathBuf,
+    /// The last "waiting for resources" message said per deploy (said once, not every tick).
+    waiting_said: Mutex<HashMap<String, String>>,
     weak: std::sync::Weak<Supervisor>,
 }
 
@@ -263,12 +269,18 @@ impl Supervisor {
                 ),
             },
             logger_path: options.logger_path,
+            waiting_said: Mutex::new(HashMap::new()),
         })
     }
 
     /// The containerd runtime (for exec and image operations by the controllers).
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// The host ports of the rack (resources take theirs from the same range).
+    pub fn ports(&self) -> &PortAllocator {
+        &self.ports
     }
 
     fn procs(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Proc>> {
@@ -591,6 +603,14 @@ impl Supervisor {
         } else {
             match spec::plan_release(&self.repo, &self.config, rec, &target).await {
                 Ok(p) => p,
+                Err(SupervisorError::Waiting(reason)) => {
+                    // Its resources are not ready yet: nothing changes, but a deploy still
+                    // honours its deadline and `apps cancel`.
+                    if !rec.deploying.is_empty() {
+                        self.deploy_waiting(rec, &reason).await?;
+                    }
+                    return Ok(());
+                }
                 Err(e) => {
                     if !rec.deploying.is_empty() {
                         self.finish_deploy(rec, Some(format!("cannot run release {target}: {e}")))
@@ -1040,6 +1060,36 @@ impl Supervisor {
         }
         if ready {
             self.finish_deploy(rec, None).await?;
+        }
+        Ok(())
+    }
+
+    /// A deploy whose release waits for its resources: roll it back on cancel or deadline, and
+    /// say once what it waits for.
+    async fn deploy_waiting(&self, rec: &AppRecord, reason: &str) -> Result<(), SupervisorError> {
+        if rec.cancel_requested {
+            return self
+                .finish_deploy(rec, Some("the deployment was cancelled".into()))
+                .await;
+        }
+        let deadline = rec.deploy_started + chrono::Duration::seconds(rec.deploy_timeout as i64);
+        if Utc::now() > deadline {
+            return self
+                .finish_deploy(
+                    rec,
+                    Some(format!(
+                        "release {} did not become healthy within {}s: {reason}",
+                        rec.deploying, rec.deploy_timeout
+                    )),
+                )
+                .await;
+        }
+        let mut said = self.waiting_said.lock().unwrap_or_else(|p| p.into_inner());
+        let key = format!("{}/{}", rec.name, rec.deploying);
+        if said.get(&key).map(String::as_str) != Some(reason) {
+            said.insert(key, reason.to_string());
+            drop(said);
+            crate::logs::system(&self.config, &rec.name, &format!("waiting: {reason}"));
         }
         Ok(())
     }

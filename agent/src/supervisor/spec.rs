@@ -92,6 +92,11 @@ pub async fn plan_release(
     };
     let env = dray_sdk::Environment::parse(&release.env).0;
     let m = release_manifest(&release).map_err(|e| SupervisorError::Plan(e.to_string()))?;
+    let resources = if m.resources.is_empty() {
+        Vec::new()
+    } else {
+        repo.resources(Some(&rec.name)).await?
+    };
     let mut plans = Vec::new();
     for (name, svc) in &m.services {
         let image = match (&svc.image, &build) {
@@ -106,6 +111,8 @@ pub async fn plan_release(
         let mut penv = m
             .runtime_env(name, &env)
             .map_err(|e| SupervisorError::Plan(format!("service {name}: {e}")))?;
+        link_resources(&mut penv, &env, svc, &resources)
+            .map_err(|e| SupervisorError::Waiting(format!("service {name}: {e}")))?;
         penv.insert("APP".into(), rec.name.clone());
         penv.insert("BUILD".into(), release.build.clone());
         penv.insert("RELEASE".into(), release.id.clone());
@@ -140,6 +147,57 @@ pub async fn plan_release(
         }));
     }
     Ok(plans)
+}
+
+/// Add the variables of a service's resource links (`DATABASE_URL`, ...) to its env, from the
+/// resources' records. A variable the app's env sets wins; a resource replaced by its
+/// `<NAME>_URL` in the env links that URL and empty values. Err names a linked resource that
+/// has not been realized yet.
+pub fn link_resources(
+    penv: &mut BTreeMap<String, String>,
+    release_env: &BTreeMap<String, String>,
+    svc: &dray_manifest::Service,
+    resources: &[crate::repo::ResourceRecord],
+) -> Result<(), String> {
+    for link in svc.resource_links() {
+        if release_env.contains_key(&link.env) {
+            continue;
+        }
+        let prefix = dray_manifest::env_prefix(&link.resource);
+        let value = if let Some(url) = release_env.get(&format!("{prefix}_URL")) {
+            if link.key == "URL" {
+                url.clone()
+            } else {
+                String::new()
+            }
+        } else {
+            let r = resources
+                .iter()
+                .find(|r| r.name == link.resource)
+                .filter(|r| !r.outputs.is_empty())
+                .ok_or_else(|| {
+                    let state = resources
+                        .iter()
+                        .find(|r| r.name == link.resource)
+                        .map(|r| {
+                            if r.reason.is_empty() {
+                                r.status.clone()
+                            } else {
+                                format!("{}: {}", r.status, r.reason)
+                            }
+                        })
+                        .unwrap_or_else(|| "pending".into());
+                    format!("resource {} is not ready yet ({state})", link.resource)
+                })?;
+            r.outputs
+                .iter()
+                .find(|o| o.key == link.key)
+                .map(|o| o.value.clone())
+                .unwrap_or_default()
+        };
+        penv.insert(link.env, value);
+    }
+    Ok(())
 }
 
 /// The container spec of one process of a plan.

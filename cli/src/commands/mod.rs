@@ -8,8 +8,10 @@ pub mod images;
 pub mod login;
 pub mod logs;
 pub mod manifest;
+pub mod plugins;
 pub mod processes;
 pub mod releases;
+pub mod resources;
 pub mod run;
 pub mod system;
 

@@ -113,6 +113,38 @@ async fn attach(client: &Client, app: &str, pid: &str, command: &str) -> anyhow:
     let size = if tty { term::size() } else { None };
     // Fails here (no such process, bad command) before the terminal is touched.
     let socket = client.exec_socket(app, pid, command, tty, size).await?;
+    session(socket, tty, Input::Stdin, &mut std::io::stdout()).await
+}
+
+/// What a session sends as the remote command's stdin.
+pub enum Input {
+    /// This process's stdin.
+    Stdin,
+    /// A file (`resources import`).
+    File(tokio::fs::File),
+    /// Nothing: EOF at once (`resources export`).
+    Nothing,
+}
+
+/// The local terminal's size, when stdin and stdout are a terminal.
+pub fn terminal_size() -> Option<(u16, u16)> {
+    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if tty {
+        term::size()
+    } else {
+        None
+    }
+}
+
+/// Drive an open exec-protocol socket: `input` goes to the remote stdin, stream 1 to `out`,
+/// stream 2 to stderr; with `tty` the terminal is in raw mode (restored on every exit path) and
+/// window size changes are sent. Returns the remote exit code.
+pub async fn session(
+    socket: dray_sdk::ExecSocket,
+    tty: bool,
+    input: Input,
+    out: &mut dyn Write,
+) -> anyhow::Result<i32> {
     let _raw = if tty {
         Some(term::RawMode::enable()?)
     } else {
@@ -121,11 +153,19 @@ async fn attach(client: &Client, app: &str, pid: &str, command: &str) -> anyhow:
     let (mut tx, mut rx) = socket.ws.split();
 
     let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let reader: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>> = match input {
+        Input::Stdin => Some(Box::new(tokio::io::stdin())),
+        Input::File(f) => Some(Box::new(f)),
+        Input::Nothing => None,
+    };
     tokio::spawn(async move {
-        let mut stdin = tokio::io::stdin();
-        let mut buf = vec![0u8; 8192];
+        let Some(mut reader) = reader else {
+            let _ = in_tx.send(Vec::new()).await;
+            return;
+        };
+        let mut buf = vec![0u8; 32 * 1024];
         loop {
-            match stdin.read(&mut buf).await {
+            match reader.read(&mut buf).await {
                 Ok(0) | Err(_) => {
                     let _ = in_tx.send(Vec::new()).await;
                     break;
@@ -140,7 +180,6 @@ async fn attach(client: &Client, app: &str, pid: &str, command: &str) -> anyhow:
     });
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
     let mut stdin_open = true;
-    let mut out = std::io::stdout();
     let mut err = std::io::stderr();
     loop {
         tokio::select! {
@@ -181,7 +220,7 @@ async fn attach(client: &Client, app: &str, pid: &str, command: &str) -> anyhow:
                 let _ = tx.send(Message::Close(None)).await;
                 return Ok(130);
             }
-            _ = winch.recv() => {
+            _ = winch.recv(), if tty => {
                 if let Some((w, h)) = term::size() {
                     let _ = tx.send(Message::Text(format!("{{\"resize\":[{w},{h}]}}").into())).await;
                 }

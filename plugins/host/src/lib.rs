@@ -188,6 +188,16 @@ pub enum PluginError {
     /// Upgrade/remove of an unknown plugin.
     #[error("plugin {0} is not installed")]
     NotInstalled(String),
+    /// An upgrade of one plugin with another plugin's component.
+    #[error(
+        "this component is plugin {found}, not {expected}; upgrade {found} instead, or install it"
+    )]
+    NameMismatch {
+        /// The plugin being upgraded.
+        expected: String,
+        /// The name the component gives itself.
+        found: String,
+    },
     /// The upgrade changes the plugin's kind.
     #[error("cannot upgrade {name}: the installed plugin is a {installed} plugin, the new one a {new} plugin")]
     KindChanged {
@@ -735,11 +745,44 @@ impl PluginHost {
     /// keeping its grants and state. New calls go to the new version at
     /// once; a call already running finishes on the old one.
     pub fn upgrade(&self, wasm: &[u8]) -> Result<PluginInfo, PluginError> {
+        self.upgrade_checked(None, wasm)
+    }
+
+    /// [`PluginHost::upgrade`], refused with [`PluginError::NameMismatch`]
+    /// unless the component calls itself `name` (for `PUT /plugins/{name}`).
+    pub fn upgrade_named(&self, name: &str, wasm: &[u8]) -> Result<PluginInfo, PluginError> {
+        self.upgrade_checked(Some(name), wasm)
+    }
+
+    fn upgrade_checked(
+        &self,
+        expected: Option<&str>,
+        wasm: &[u8],
+    ) -> Result<PluginInfo, PluginError> {
         let _lifecycle = self.inner.lifecycle.lock().expect("lifecycle lock");
+        if let Some(expected) = expected {
+            if !self
+                .inner
+                .plugins
+                .read()
+                .expect("plugins lock")
+                .contains_key(expected)
+            {
+                return Err(PluginError::NotInstalled(expected.to_string()));
+            }
+        }
         // Describe with no grants first to learn the name, then keep the
         // installed grants.
         let probe = self.prepare(wasm, &Grants::default())?;
         let name = probe.description.name.clone();
+        if let Some(expected) = expected {
+            if name != expected {
+                return Err(PluginError::NameMismatch {
+                    expected: expected.to_string(),
+                    found: name,
+                });
+            }
+        }
         let existing = self
             .inner
             .plugins

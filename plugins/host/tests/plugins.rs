@@ -80,6 +80,22 @@ async fn install_list_upgrade_remove() {
 
     let upgraded = host.upgrade(&wasm("postgres")).unwrap();
     assert_eq!(upgraded.name, "postgres");
+    assert_eq!(
+        host.upgrade_named("postgres", &wasm("postgres"))
+            .unwrap()
+            .name,
+        "postgres"
+    );
+    let err = host.upgrade_named("redis", &wasm("postgres")).unwrap_err();
+    assert!(matches!(err, PluginError::NameMismatch { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "this component is plugin postgres, not redis; upgrade postgres instead, or install it"
+    );
+    assert!(matches!(
+        host.upgrade_named("nosuch", &wasm("postgres")),
+        Err(PluginError::NotInstalled(n)) if n == "nosuch"
+    ));
     assert!(
         matches!(host.upgrade(&wasm("chaos")), Err(PluginError::NotInstalled(n)) if n == "chaos")
     );

@@ -110,6 +110,9 @@ fn plan_container(
         .env("POSTGRES_DB", DATABASE)
         .env("PGDATA", PGDATA)
         .env("PGPORT", port.as_str())
+        // Host networking exposes 127.0.0.1 to every process of the host: require the
+        // password there too (the official image trusts loopback by default).
+        .env("POSTGRES_INITDB_ARGS", "--auth-host=scram-sha-256")
         .tcp_port("postgres", spec.port)
         .volume("data", DATA_MOUNT, storage)
         .health_exec([

@@ -1,0 +1,178 @@
+//! Plugins: list, install, upgrade and remove WebAssembly plugins in the running agent.
+//!
+//! The rules here: what counts as "in use" (a resource of a type the plugin serves in any app's
+//! active or newest release), how the host's refusals map onto error kinds, and the wire shape.
+//! The host itself lives in [`crate::plugins`]; this module must never call it from the async
+//! runtime directly for lifecycle work (those calls block) nor carry out plans.
+
+use std::collections::BTreeMap;
+
+use dray_plugins::{PluginError, PluginInfo, PluginStatus};
+
+use super::{Controllers, Error};
+use crate::plugins::Plugins;
+
+/// Largest `.wasm` accepted for install or upgrade.
+pub const MAX_PLUGIN_BYTES: usize = 64 * 1024 * 1024;
+
+impl From<PluginError> for Error {
+    fn from(e: PluginError) -> Self {
+        let message = e.to_string();
+        match e {
+            PluginError::NotWasm | PluginError::CoreModule => Error::BadRequest(message),
+            PluginError::NotInstalled(_) => Error::NotFound(message),
+            PluginError::AlreadyInstalled { .. }
+            | PluginError::TypeConflict { .. }
+            | PluginError::InUse { .. }
+            | PluginError::NameMismatch { .. }
+            | PluginError::KindChanged { .. } => Error::Conflict(message),
+            PluginError::Io { .. } | PluginError::Engine(_) => Error::Internal(message),
+            _ => Error::Unprocessable(message),
+        }
+    }
+}
+
+/// The wire shape of a plugin.
+pub fn plugin_wire(info: PluginInfo) -> dray_sdk::Plugin {
+    let (status, reason) = match info.status {
+        PluginStatus::Ok => ("ok".to_string(), String::new()),
+        PluginStatus::Failed(reason) => ("failed".to_string(), reason),
+    };
+    // A plugin that failed to load has no contract: what it is is unknown.
+    let kind = if info.contract.is_empty() {
+        String::new()
+    } else {
+        info.kind.to_string()
+    };
+    dray_sdk::Plugin {
+        name: info.name,
+        version: info.version,
+        kind,
+        types: info.types,
+        status,
+        reason,
+        contract: info.contract,
+        summary: info.summary,
+        sha256: info.sha256,
+        restarts: info.restarts,
+    }
+}
+
+impl Controllers {
+    /// The plugin host (waiting while it loads at start), or why this agent has none.
+    pub async fn plugin_host(&self) -> Result<Plugins, Error> {
+        self.plugins
+            .get()
+            .await
+            .map_err(|reason| Error::Internal(reason.to_string()))
+    }
+
+    /// `GET /plugins`.
+    pub async fn plugins(&self) -> Result<Vec<dray_sdk::Plugin>, Error> {
+        Ok(self
+            .plugin_host()
+            .await?
+            .list()
+            .into_iter()
+            .map(plugin_wire)
+            .collect())
+    }
+
+    /// `GET /plugins/{name}`.
+    pub async fn plugin(&self, name: &str) -> Result<dray_sdk::Plugin, Error> {
+        self.plugin_host()
+            .await?
+            .info(name)
+            .map(plugin_wire)
+            .ok_or_else(|| PluginError::NotInstalled(name.to_string()).into())
+    }
+
+    /// `POST /plugins`: install from the `.wasm` bytes; effective at once.
+    pub async fn plugin_install(&self, wasm: Vec<u8>) -> Result<dray_sdk::Plugin, Error> {
+        check_upload(&wasm)?;
+        let info = self.plugin_host().await?.install(wasm).await?;
+        Ok(plugin_wire(info))
+    }
+
+    /// `PUT /plugins/{name}` (and `PUT /plugins` with no name): upgrade the plugin to these
+    /// bytes, which must be a build of it; effective at once, state kept.
+    pub async fn plugin_upgrade(
+        &self,
+        name: Option<&str>,
+        wasm: Vec<u8>,
+    ) -> Result<dray_sdk::Plugin, Error> {
+        let host = self.plugin_host().await?;
+        if let Some(name) = name {
+            if host.info(name).is_none() {
+                return Err(PluginError::NotInstalled(name.to_string()).into());
+            }
+        }
+        check_upload(&wasm)?;
+        let info = host.upgrade(name.map(str::to_string), wasm).await?;
+        Ok(plugin_wire(info))
+    }
+
+    /// `DELETE /plugins/{name}`: remove it, refused (naming the apps) while a resource of a
+    /// type it serves is in an app's active or newest release.
+    pub async fn plugin_remove(&self, name: &str) -> Result<dray_sdk::Plugin, Error> {
+        let host = self.plugin_host().await?;
+        if host.info(name).is_none() {
+            return Err(PluginError::NotInstalled(name.to_string()).into());
+        }
+        let users = self.resource_type_users().await?;
+        let info = host.remove(name.to_string(), users).await?;
+        Ok(plugin_wire(info))
+    }
+
+    /// Which apps use each resource type: the `resources:` of every app's active and newest
+    /// release.
+    async fn resource_type_users(&self) -> Result<BTreeMap<String, Vec<String>>, Error> {
+        let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for app in self.repo.apps().await? {
+            let mut ids = vec![app.release.clone(), app.latest_release.clone()];
+            ids.retain(|id| !id.is_empty());
+            ids.dedup();
+            for id in ids {
+                let Some(release) = self.repo.release(&app.name, &id).await? else {
+                    continue;
+                };
+                let env = dray_sdk::Environment::parse(&release.env).0;
+                let manifest = match dray_manifest::load_with(
+                    "convox.yml",
+                    &release.manifest,
+                    &env,
+                    &dray_manifest::LoadOptions { require_env: false },
+                ) {
+                    Ok(loaded) => loaded.manifest,
+                    Err(e) => {
+                        tracing::warn!(app = %app.name, release = %id, "cannot read the release's manifest for plugin use: {e}");
+                        continue;
+                    }
+                };
+                for resource in manifest.resources.values() {
+                    let apps = users.entry(resource.kind.clone()).or_default();
+                    if !apps.contains(&app.name) {
+                        apps.push(app.name.clone());
+                    }
+                }
+            }
+        }
+        Ok(users)
+    }
+}
+
+/// Refuse an empty or oversized upload before it reaches the host.
+fn check_upload(wasm: &[u8]) -> Result<(), Error> {
+    if wasm.is_empty() {
+        return Err(Error::BadRequest(
+            "the request body is empty: send the plugin's .wasm file".into(),
+        ));
+    }
+    if wasm.len() > MAX_PLUGIN_BYTES {
+        return Err(Error::BadRequest(format!(
+            "the plugin is {} bytes; the limit is {MAX_PLUGIN_BYTES}",
+            wasm.len()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! Resources: list, info, plan (dry-run) and the data operations (export, import, console).
+//!
+//! The rules here: which release's manifest a request reads (the active one, else the newest),
+//! how a record becomes the wire shape, and which checks come before a data operation starts.
+//! Carrying plans out is [`crate::resources`]'s job; this module never creates or removes
+//! objects.
+
+use dray_plugins::types::DataOpKind;
+
+use super::{Controllers, Error};
+use crate::repo::ResourceRecord;
+use crate::resources::{declared_in, Declared, ResourceError};
+
+impl From<ResourceError> for Error {
+    fn from(e: ResourceError) -> Self {
+        let m = e.to_string();
+        match e {
+            ResourceError::NotFound(_) => Error::NotFound(m),
+            ResourceError::NotReady(_) => Error::Conflict(m),
+            ResourceError::Invalid(_) => Error::Unprocessable(m),
+            ResourceError::Runtime(r) if r.is_not_found() => Error::NotFound(m),
+            _ => Error::Internal(m),
+        }
+    }
+}
+
+/// A data operation by its wire name.
+pub fn data_op(name: &str) -> Result<DataOpKind, Error> {
+    match name {
+        "export" => Ok(DataOpKind::Export),
+        "import" => Ok(DataOpKind::Import),
+        "console" => Ok(DataOpKind::Console),
+        other => Err(Error::BadRequest(format!(
+            "unknown data operation {other:?}: use export, import or console"
+        ))),
+    }
+}
+
+fn wire(d: &Declared, rec: Option<&ResourceRecord>, links: Vec<String>) -> dray_sdk::Resource {
+    let Some(rec) = rec else {
+        return dray_sdk::Resource {
+            name: d.name.clone(),
+            kind: d.kind.clone(),
+            status: if d.override_url.is_some() {
+                "overridden".into()
+            } else {
+                "pending".into()
+            },
+            url: d.override_url.clone().unwrap_or_default(),
+            links,
+            ..Default::default()
+        };
+    };
+    dray_sdk::Resource {
+        name: rec.name.clone(),
+        kind: rec.kind.clone(),
+        status: rec.status.clone(),
+        url: rec
+            .outputs
+            .iter()
+            .find(|o| o.key == "URL")
+            .map(|o| o.value.clone())
+            .unwrap_or_default(),
+        reason: rec.reason.clone(),
+        plugin: rec.plugin.clone(),
+        port: rec.port,
+        outputs: rec
+            .outputs
+            .iter()
+            .map(|o| dray_sdk::ResourceOutput {
+                key: o.key.clone(),
+                value: o.value.clone(),
+                secret: o.secret,
+            })
+            .collect(),
+        objects: rec
+            .objects
+            .iter()
+            .map(|o| dray_sdk::ResourceObject {
+                name: o.name.clone(),
+                kind: o.kind.clone(),
+                id: o.id.clone(),
+                version: o.version.clone(),
+                host: o.host.clone(),
+                port: o.port,
+            })
+            .collect(),
+        links,
+    }
+}
+
+impl Controllers {
+    /// The release whose manifest resource requests read: the one being deployed, else the
+    /// active one, else the newest.
+    async fn resource_release(&self, app: &str) -> Result<Option<dray_sdk::Release>, Error> {
+        let rec = self.app_record(app).await?.value;
+        for id in [&rec.deploying, &rec.release, &rec.latest_release] {
+            if !id.is_empty() {
+                return Ok(self.repo.release(app, id).await?);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The resources an app's release declares, with the services linking each.
+    async fn declared(&self, app: &str) -> Result<Vec<(Declared, Vec<String>)>, Error> {
+        let Some(release) = self.resource_release(app).await? else {
+            return Ok(Vec::new());
+        };
+        let manifest = crate::supervisor::release_manifest(&release)
+            .map_err(|e| Error::Unprocessable(e.to_string()))?;
+        let declared = declared_in(&release).map_err(|e| Error::Unprocessable(e.to_string()))?;
+        Ok(declared
+            .into_iter()
+            .map(|d| {
+                let links = manifest
+                    .services
+                    .iter()
+                    .flat_map(|(svc, s)| {
+                        s.resource_links()
+                            .into_iter()
+                            .filter(|l| l.resource == d.name)
+                            .map(move |l| format!("{svc}:{}", l.env))
+                    })
+                    .collect();
+                (d, links)
+            })
+            .collect())
+    }
+
+    async fn declared_one(&self, app: &str, name: &str) -> Result<(Declared, Vec<String>), Error> {
+        self.declared(app)
+            .await?
+            .into_iter()
+            .find(|(d, _)| d.name == name)
+            .ok_or_else(|| Error::NotFound(format!("resource not found: {name}")))
+    }
+
+    /// `GET /apps/{app}/resources`.
+    pub async fn resources(&self, app: &str) -> Result<Vec<dray_sdk::Resource>, Error> {
+        let declared = self.declared(app).await?;
+        let records = self.repo.resources(Some(app)).await?;
+        Ok(declared
+            .iter()
+            .map(|(d, links)| wire(d, records.iter().find(|r| r.name == d.name), links.clone()))
+            .collect())
+    }
+
+    /// `GET /apps/{app}/resources/{name}`.
+    pub async fn resource(&self, app: &str, name: &str) -> Result<dray_sdk::Resource, Error> {
+        let (d, links) = self.declared_one(app, name).await?;
+        let rec = self.repo.resource(app, name).await?;
+        Ok(wire(&d, rec.as_ref(), links))
+    }
+
+    /// `GET /apps/{app}/resources/{name}/plan`: the plugin's plan as JSON; nothing changes.
+    pub async fn resource_plan(&self, app: &str, name: &str) -> Result<serde_json::Value, Error> {
+        let (d, _) = self.declared_one(app, name).await?;
+        let plan = self.resources_runner()?.plan_preview(&d).await?;
+        Ok(serde_json::json!({
+            "resource": d.name,
+            "type": d.kind,
+            "plan": plan,
+        }))
+    }
+
+    /// Start a data operation: the exec handle whose stdio the API wires to the client.
+    pub async fn resource_data(
+        &self,
+        app: &str,
+        name: &str,
+        op: DataOpKind,
+        size: Option<(u32, u32)>,
+    ) -> Result<dray_runtime::ExecHandle, Error> {
+        let (d, _) = self.declared_one(app, name).await?;
+        let (container, mut spec) = self.resources_runner()?.data_command(&d, op).await?;
+        if spec.tty {
+            spec.size = size;
+        }
+        tracing::info!(target: "audit", app, resource = name, op = ?op, "resource data operation");
+        Ok(self.supervisor()?.runtime().exec(&container, &spec).await?)
+    }
+
+    /// Check a release's resources before it is promoted: each type has a plugin and the
+    /// plugin accepts the spec.
+    pub(super) async fn check_resources(&self, release: &dray_sdk::Release) -> Result<(), Error> {
+        let declared = declared_in(release).map_err(|e| Error::Unprocessable(e.to_string()))?;
+        if declared.iter().all(|d| d.override_url.is_some()) {
+            return Ok(());
+        }
+        let runner = self.resources_runner()?;
+        for d in declared.iter().filter(|d| d.override_url.is_none()) {
+            runner.validate(d).await.map_err(|e| {
+                Error::Unprocessable(format!("resource {} ({}): {e}", d.name, d.kind))
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,556 @@
+//! Resources end to end: a real drayd and containerd, the bundled postgres and redis plugins
+//! and the memcached example installed live, resource images built from Debian's packages.
+//! An app process reaches the provisioned database through the injected URL and reads back what
+//! it wrote, across an agent restart and a re-deploy; export, import, plan, url, the override
+//! by `<NAME>_URL`, and removal of a plugin in use.
+
+use std::time::Duration;
+
+use dray_tests::images::{memcached_image, postgres_image, redis_image};
+use dray_tests::{busybox_archive, eventually, plugin_wasm, stderr_fail, stdout_ok, Rack};
+
+/// Import an OCI archive as a build of `app` with `manifest`; returns the release id.
+fn import_build(rack: &Rack, app: &str, archive: &std::path::Path, manifest: &str) -> String {
+    let mpath = rack
+        .dir
+        .path()
+        .join(format!("{app}-{}.yml", rand::random::<u32>()));
+    std::fs::write(&mpath, manifest).unwrap();
+    let out = stdout_ok(&rack.dray(&[
+        "builds",
+        "import-image",
+        archive.to_str().unwrap(),
+        "-m",
+        mpath.to_str().unwrap(),
+        "-a",
+        app,
+    ]));
+    out.lines()
+        .find_map(|l| l.strip_prefix("Release: "))
+        .expect("a release line")
+        .to_string()
+}
+
+fn images_import(rack: &Rack, archive: &std::path::Path) {
+    stdout_ok(&rack.dray(&["images", "import", archive.to_str().unwrap()]));
+}
+
+/// `dray exec SERVICE sh -c SCRIPT -a APP`, stdout.
+fn exec_sh(rack: &Rack, app: &str, service: &str, script: &str) -> String {
+    stdout_ok(&rack.dray(&["exec", service, "-a", app, "sh", "-c", script]))
+}
+
+const SHOP: &str = r#"
+resources:
+  database:
+    type: postgres
+    image: postgres:dray-test
+    options:
+      storage: 1
+services:
+  worker:
+    command: sh -c 'psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -c "CREATE TABLE IF NOT EXISTS notes (v text)" && echo ready && exec sleep 100000'
+    resources:
+      - database
+    termination:
+      grace: 1
+"#;
+
+async fn resource(rack: &Rack, app: &str, name: &str) -> dray_sdk::Resource {
+    rack.client().resource(app, name).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_resource_is_provisioned_linked_and_keeps_data_across_restart_and_redeploy() {
+    let mut rack = Rack::start().await;
+    let pg = postgres_image(rack.dir.path());
+    stdout_ok(&rack.dray(&["apps", "create", "shop"]));
+    // The app's own image is the postgres test image too: it has psql.
+    let release = import_build(&rack, "shop", &pg, SHOP);
+
+    // Dry-run before anything exists: the plan, nothing created.
+    let plan = stdout_ok(&rack.dray(&["resources", "plan", "database", "-a", "shop"]));
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    assert_eq!(plan["type"], "postgres");
+    let container = &plan["plan"]["objects"][0]["Container"];
+    assert_eq!(container["image"], "postgres:dray-test", "{plan}");
+    assert_eq!(container["entrypoint"][0], "docker-entrypoint.sh");
+    assert!(
+        rack.client()
+            .resource("shop", "database")
+            .await
+            .unwrap()
+            .status
+            == "pending"
+    );
+
+    let out = stdout_ok(&rack.dray(&[
+        "releases",
+        "promote",
+        &release,
+        "-a",
+        "shop",
+        "--timeout",
+        "180",
+    ]));
+    assert_eq!(out, format!("Promoting {release}... OK\n"));
+    let r = resource(&rack, "shop", "database").await;
+    assert_eq!(r.status, "running", "{r:?}");
+    assert_eq!(r.plugin, "postgres");
+    assert!(r.port > 0);
+    let pass = r
+        .outputs
+        .iter()
+        .find(|o| o.key == "PASS")
+        .map(|o| o.value.clone())
+        .unwrap();
+    assert_eq!(pass.len(), 32);
+    let url = format!(
+        "postgres://app:{pass}@127.0.0.1:{}/app?sslmode=disable",
+        r.port
+    );
+    assert_eq!(r.url, url);
+    assert_eq!(
+        stdout_ok(&rack.dray(&["resources", "url", "database", "-a", "shop"])),
+        format!("{url}\n")
+    );
+    assert_eq!(
+        stdout_ok(&rack.dray(&["resources", "-a", "shop"])),
+        format!(
+            "NAME      TYPE      URL{}  STATUS\ndatabase  postgres  {url}  running\n",
+            " ".repeat(url.len() - 3)
+        )
+    );
+    let info = stdout_ok(&rack.dray(&["resources", "info", "database", "-a", "shop"]));
+    assert!(info.contains("Links    worker:DATABASE_URL"), "{info}");
+
+    // The worker got every variable and reaches the database with them.
+    let env = exec_sh(
+        &rack,
+        "shop",
+        "worker",
+        "echo $DATABASE_USER $DATABASE_NAME $DATABASE_HOST $DATABASE_PORT $DATABASE_PASS",
+    );
+    assert_eq!(env, format!("app app 127.0.0.1 {} {pass}\n", r.port));
+    let psql = |sql: &str| format!("psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -Atc \"{sql}\"");
+    exec_sh(
+        &rack,
+        "shop",
+        "worker",
+        &psql("INSERT INTO notes VALUES ('first')"),
+    );
+    assert_eq!(
+        exec_sh(&rack, "shop", "worker", &psql("SELECT v FROM notes")),
+        "first\n"
+    );
+    // The password is required on 127.0.0.1 (host networking exposes it to the host).
+    let anon = rack.dray(&[
+        "exec",
+        "worker",
+        "-a",
+        "shop",
+        "sh",
+        "-c",
+        &format!(
+            "psql -h 127.0.0.1 -p {} -U app -w -Atc 'select 1' app",
+            r.port
+        ),
+    ]);
+    assert!(
+        !anon.status.success(),
+        "a connection without password was accepted"
+    );
+
+    // The agent restarts: the database keeps running (same container), the data is there.
+    rack.kill9();
+    rack.spawn();
+    rack.wait_ready().await;
+    assert_eq!(
+        exec_sh(&rack, "shop", "worker", &psql("SELECT v FROM notes")),
+        "first\n"
+    );
+    let after = eventually(
+        "the resource after restart",
+        Duration::from_secs(20),
+        || async {
+            let r = resource(&rack, "shop", "database").await;
+            (r.status == "running").then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(after.url, url, "same port and password after a restart");
+    let log = rack.log();
+    assert!(
+        !log.contains("restarted container postgres"),
+        "the database was restarted: {log}"
+    );
+
+    // A re-deploy (new release, new worker process): same database, same data.
+    stdout_ok(&rack.dray(&["env", "set", "FOO=bar", "-a", "shop"]));
+    let releases = rack.client().releases("shop", Some(1)).await.unwrap();
+    stdout_ok(&rack.dray(&[
+        "releases",
+        "promote",
+        &releases[0].id,
+        "-a",
+        "shop",
+        "--timeout",
+        "120",
+    ]));
+    assert_eq!(
+        exec_sh(&rack, "shop", "worker", &psql("SELECT v FROM notes")),
+        "first\n"
+    );
+    assert_eq!(resource(&rack, "shop", "database").await.url, url);
+
+    // Export to a file, lose the table, import it back.
+    let dump = rack.dir.path().join("dump.sql");
+    let out = stdout_ok(&rack.dray(&[
+        "resources",
+        "export",
+        "database",
+        "-a",
+        "shop",
+        "-f",
+        dump.to_str().unwrap(),
+    ]));
+    assert_eq!(out, "Exporting data from database... OK\n");
+    let sql = std::fs::read_to_string(&dump).unwrap();
+    assert!(sql.contains("CREATE TABLE public.notes"), "{sql}");
+    assert!(sql.contains("first"), "{sql}");
+    exec_sh(&rack, "shop", "worker", &psql("DROP TABLE notes"));
+    let out = stdout_ok(&rack.dray(&[
+        "resources",
+        "import",
+        "database",
+        "-a",
+        "shop",
+        "-f",
+        dump.to_str().unwrap(),
+    ]));
+    assert_eq!(out, "Importing data into database... OK\n");
+    assert_eq!(
+        exec_sh(&rack, "shop", "worker", &psql("SELECT v FROM notes")),
+        "first\n"
+    );
+    // A bad dump fails with the remote error and a non-zero exit.
+    let bad = rack.dir.path().join("bad.sql");
+    std::fs::write(&bad, "THIS IS NOT SQL;\n").unwrap();
+    let err = stderr_fail(&rack.dray(&[
+        "resources",
+        "import",
+        "database",
+        "-a",
+        "shop",
+        "-f",
+        bad.to_str().unwrap(),
+    ]));
+    assert!(err.contains("syntax error"), "{err}");
+    assert!(err.contains("import failed"), "{err}");
+
+    // The data is on a volume under the data dir.
+    let volume = rack.data_dir().join("volumes/shop/database/data/pgdata");
+    assert!(volume.join("PG_VERSION").exists(), "{}", volume.display());
+
+    // The plugin is in use: remove is refused, naming the app.
+    let err = stderr_fail(&rack.dray(&["plugins", "remove", "postgres"]));
+    assert!(err.contains("shop"), "{err}");
+
+    // Unknown resources and bad requests are clear.
+    let err = stderr_fail(&rack.dray(&["resources", "info", "nope", "-a", "shop"]));
+    assert!(err.contains("resource not found: nope"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_resource_override_and_a_plugin_installed_into_the_running_agent() {
+    let rack = Rack::start().await;
+    images_import(&rack, &redis_image(rack.dir.path()));
+    images_import(&rack, &memcached_image(rack.dir.path()));
+    let busybox = busybox_archive(rack.dir.path());
+    stdout_ok(&rack.dray(&["apps", "create", "cache"]));
+
+    // memcached is not served until its plugin is installed: promote says so, clearly.
+    let manifest = r#"
+resources:
+  cache:
+    type: redis
+    image: redis:dray-test
+  sessions:
+    type: memcached
+    image: memcached:dray-test
+  legacy:
+    type: postgres
+services:
+  app:
+    command: sh -c 'exec sleep 100000'
+    resources:
+      - cache
+      - sessions:SESSIONS
+      - legacy
+    termination:
+      grace: 1
+"#;
+    stdout_ok(&rack.dray(&[
+        "env",
+        "set",
+        "LEGACY_URL=postgres://u:p@db.example:5432/x",
+        "-a",
+        "cache",
+    ]));
+    let release = import_build(&rack, "cache", &busybox, manifest);
+    let err = stderr_fail(&rack.dray(&["releases", "promote", &release, "-a", "cache"]));
+    assert!(
+        err.contains("resource sessions (memcached)") && err.contains("memcached"),
+        "{err}"
+    );
+
+    // Install the example plugin into the running agent; promote works at once.
+    let wasm = plugin_wasm("memcached");
+    stdout_ok(&rack.dray(&["plugins", "install", wasm.to_str().unwrap()]));
+    stdout_ok(&rack.dray(&[
+        "releases",
+        "promote",
+        &release,
+        "-a",
+        "cache",
+        "--timeout",
+        "120",
+    ]));
+
+    let list = stdout_ok(&rack.dray(&["resources", "-a", "cache"]));
+    let rows: Vec<Vec<&str>> = list
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{list}");
+    assert_eq!(rows[0][0], "cache");
+    assert_eq!(rows[0][3], "running", "{list}");
+    assert_eq!(rows[1][0], "sessions");
+    assert_eq!(rows[1][3], "running", "{list}");
+    assert_eq!(rows[2][0], "legacy");
+    assert_eq!(rows[2][2], "postgres://u:p@db.example:5432/x");
+    assert_eq!(rows[2][3], "overridden");
+
+    // The app reaches redis and memcached with what was injected.
+    let env = exec_sh(
+        &rack,
+        "cache",
+        "app",
+        "echo $CACHE_URL; echo $SESSIONS; echo \"[$LEGACY_URL][$LEGACY_HOST]\"",
+    );
+    let lines: Vec<&str> = env.lines().collect();
+    assert!(lines[0].starts_with("redis://:"), "{env}");
+    assert!(lines[1].starts_with("memcached://127.0.0.1:"), "{env}");
+    assert_eq!(lines[2], "[postgres://u:p@db.example:5432/x][]");
+    let mc = lines[1].trim_start_matches("memcached://").to_string();
+    let (host, port) = mc.split_once(':').unwrap();
+    let got = exec_sh(
+        &rack,
+        "cache",
+        "app",
+        &format!("printf 'set k 0 0 5\\r\\nhello\\r\\nget k\\r\\nquit\\r\\n' | nc {host} {port}"),
+    );
+    assert!(got.contains("STORED") && got.contains("hello"), "{got}");
+    let redis = resource(&rack, "cache", "cache").await;
+    let (rhost, rport) = (
+        redis
+            .outputs
+            .iter()
+            .find(|o| o.key == "HOST")
+            .unwrap()
+            .value
+            .clone(),
+        redis
+            .outputs
+            .iter()
+            .find(|o| o.key == "PORT")
+            .unwrap()
+            .value
+            .clone(),
+    );
+    let pass = redis
+        .outputs
+        .iter()
+        .find(|o| o.key == "PASS")
+        .unwrap()
+        .value
+        .clone();
+    let got = exec_sh(
+        &rack,
+        "cache",
+        "app",
+        &format!(
+            "printf 'AUTH {pass}\\r\\nSET k v1\\r\\nGET k\\r\\nQUIT\\r\\n' | nc {rhost} {rport}"
+        ),
+    );
+    assert!(got.contains("+OK") && got.contains("v1"), "{got}");
+
+    // memcached has no data operations: a clear refusal before anything starts.
+    let err = stderr_fail(&rack.dray(&["resources", "export", "sessions", "-a", "cache"]));
+    assert!(err.contains("memcached does not support this"), "{err}");
+
+    // A resource leaving the manifest goes; its container is removed.
+    let manifest2 = r#"
+resources:
+  cache:
+    type: redis
+    image: redis:dray-test
+services:
+  app:
+    command: sh -c 'exec sleep 100000'
+    resources:
+      - cache
+    termination:
+      grace: 1
+"#;
+    let release2 = import_build(&rack, "cache", &busybox, manifest2);
+    stdout_ok(&rack.dray(&[
+        "releases",
+        "promote",
+        &release2,
+        "-a",
+        "cache",
+        "--timeout",
+        "120",
+    ]));
+    let client = rack.client();
+    eventually(
+        "the sessions container to go",
+        Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            async move {
+                let c = client.resources("cache").await.ok()?;
+                (c.len() == 1 && c[0].name == "cache").then_some(())
+            }
+        },
+    )
+    .await;
+    eventually(
+        "the sessions container to be removed",
+        Duration::from_secs(30),
+        || {
+            let out = rack
+                .containerd
+                .ctr()
+                .args(["containers", "ls", "-q"])
+                .output()
+                .unwrap();
+            let ids = String::from_utf8_lossy(&out.stdout).to_string();
+            async move { (!ids.contains("cache.resource.sessions.memcached")).then_some(()) }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rds_postgres_is_created_linked_and_deleted_through_the_aws_api() {
+    use dray_cloud::testing::{Moto, ACCESS_KEY, REGION};
+    let moto = Moto::start();
+    let endpoint = moto.endpoint();
+    let rack = Rack::start_with_env(
+        &["--aws-endpoint", &endpoint, "--aws-region", REGION],
+        &[
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", ACCESS_KEY),
+        ],
+    )
+    .await;
+    let busybox = busybox_archive(rack.dir.path());
+    stdout_ok(&rack.dray(&["apps", "create", "billing"]));
+    let manifest = r#"
+resources:
+  ledger:
+    type: rds-postgres
+    options:
+      class: db.t3.micro
+      version: "16"
+      storage: 20
+services:
+  app:
+    command: sh -c 'exec sleep 100000'
+    resources:
+      - ledger
+    termination:
+      grace: 1
+"#;
+    let release = import_build(&rack, "billing", &busybox, manifest);
+    // The plan asks for a cloud database, not a container.
+    let plan = stdout_ok(&rack.dray(&["resources", "plan", "ledger", "-a", "billing"]));
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let db = &plan["plan"]["objects"][0]["CloudDatabase"];
+    assert_eq!(db["engine"], "postgres", "{plan}");
+    assert_eq!(db["instance_class"], "db.t3.micro", "{plan}");
+    stdout_ok(&rack.dray(&[
+        "releases",
+        "promote",
+        &release,
+        "-a",
+        "billing",
+        "--timeout",
+        "120",
+    ]));
+    let r = resource(&rack, "billing", "ledger").await;
+    assert_eq!(r.status, "running", "{r:?}");
+    assert_eq!(r.objects[0].kind, "cloud-database");
+    let id = r.objects[0].id.clone();
+    assert!(id.starts_with("dray-"), "{id}");
+    let host = r
+        .outputs
+        .iter()
+        .find(|o| o.key == "HOST")
+        .unwrap()
+        .value
+        .clone();
+    assert!(!host.is_empty());
+    assert!(r.url.ends_with("/app?sslmode=require"), "{}", r.url);
+    // The instance exists in the AWS API, and the app got its address.
+    let rds = dray_cloud::Rds::new(&moto.rds_config()).await;
+    let state = rds
+        .describe(&id)
+        .await
+        .unwrap()
+        .expect("the instance exists");
+    assert_eq!(
+        state.endpoint.as_ref().map(|e| e.0.clone()),
+        Some(host.clone())
+    );
+    let env = exec_sh(&rack, "billing", "app", "echo $LEDGER_HOST $LEDGER_USER");
+    assert_eq!(env, format!("{host} app\n"));
+
+    // The resource leaves the manifest: the instance is deleted.
+    let manifest2 = r#"
+services:
+  app:
+    command: sh -c 'exec sleep 100000'
+    termination:
+      grace: 1
+"#;
+    let release2 = import_build(&rack, "billing", &busybox, manifest2);
+    stdout_ok(&rack.dray(&[
+        "releases",
+        "promote",
+        &release2,
+        "-a",
+        "billing",
+        "--timeout",
+        "120",
+    ]));
+    eventually(
+        "the instance to be deleted",
+        Duration::from_secs(30),
+        || {
+            let rds = rds.clone();
+            let id = id.clone();
+            async move {
+                match rds.describe(&id).await {
+                    Ok(None) => Some(()),
+                    Ok(Some(s)) if s.status == "deleting" => Some(()),
+                    _ => None,
+                }
+            }
+        },
+    )
+    .await;
+}
