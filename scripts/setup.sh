@@ -34,7 +34,8 @@ fi
 
 log "building (release)"
 cargo build --release --workspace --bins
-install -m 0755 "$CARGO_TARGET_DIR/release/drayd" "$CARGO_TARGET_DIR/release/dray" "$BIN/"
+install -m 0755 "$CARGO_TARGET_DIR/release/drayd" "$CARGO_TARGET_DIR/release/dray" \
+  "$CARGO_TARGET_DIR/release/dray-logger" "$BIN/"
 log "building the bundled plugins (wasm32-wasip2) into $BIN/../lib/dray/plugins"
 build_plugins "$BIN/../lib/dray/plugins"
 

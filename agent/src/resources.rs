@@ -165,6 +165,22 @@ impl Resources {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Before a promote: failed resources of the app get a fresh try (their failure may have
+    /// been fixed since: an image imported, a plugin installed), so the deploy does not fail on
+    /// a stale reason. Then wake the loop.
+    pub async fn retry_failed(&self, app: &str) -> Result<(), ResourceError> {
+        for mut rec in self.repo.resources(Some(app)).await? {
+            if rec.status == "failed" {
+                rec.status = "pending".into();
+                rec.reason.clear();
+                rec.updated = Utc::now();
+                self.repo.put_resource(&rec).await?;
+            }
+        }
+        self.wake();
+        Ok(())
+    }
+
     /// Ask the loop to reconcile now (a promote, a plugin install).
     pub fn wake(&self) {
         self.wake.notify_one();

@@ -1,23 +1,14 @@
 //! RDS lifecycle against the real moto server mode (no SDK mocks), one private moto per test.
 //!
 //! moto makes every state final at once (`available` right after create), so the polling tests
-//! put a small HTTP proxy in front of it that rewrites `DBInstanceStatus` in the first N
-//! DescribeDBInstances answers: the "slower stand-in" for a real RDS that takes minutes.
+//! put `dray_cloud::testing::SlowStandIn` in front of it, a small HTTP proxy that rewrites
+//! `DBInstanceStatus` in the first N DescribeDBInstances answers: the "slower stand-in" for a
+//! real RDS that takes minutes.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use dray_cloud::testing::{rds_config, Moto};
+use dray_cloud::testing::{rds_config, Moto, SlowStandIn};
 use dray_cloud::{identifier, CloudError, DatabaseSpec, Rds};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
 
 fn spec(identifier: &str) -> DatabaseSpec {
     DatabaseSpec {
@@ -154,122 +145,6 @@ async fn errors_name_the_database_and_the_aws_code() {
     assert!(err.to_string().contains(&id), "{err}");
 }
 
-/// A proxy in front of moto that rewrites `<DBInstanceStatus>available</DBInstanceStatus>` to
-/// `<DBInstanceStatus>{status}</DBInstanceStatus>` in the first `rewrites` DescribeDBInstances
-/// answers that carry it.
-struct StatusProxy {
-    addr: SocketAddr,
-    describes: Arc<AtomicUsize>,
-    rewritten: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl StatusProxy {
-    async fn start(upstream: SocketAddr, status: &'static str, rewrites: usize) -> StatusProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let addr = listener.local_addr().expect("proxy addr");
-        let describes = Arc::new(AtomicUsize::new(0));
-        let rewritten = Arc::new(AtomicUsize::new(0));
-        let (d, r) = (describes.clone(), rewritten.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (d, r) = (d.clone(), r.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        forward(req, upstream, status, rewrites, d.clone(), r.clone())
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        StatusProxy {
-            addr,
-            describes,
-            rewritten,
-            task,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn describes(&self) -> usize {
-        self.describes.load(Ordering::SeqCst)
-    }
-
-    fn rewritten(&self) -> usize {
-        self.rewritten.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for StatusProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn forward(
-    req: Request<Incoming>,
-    upstream: SocketAddr,
-    status: &'static str,
-    rewrites: usize,
-    describes: Arc<AtomicUsize>,
-    rewritten: Arc<AtomicUsize>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    match try_forward(req, upstream, status, rewrites, &describes, &rewritten).await {
-        Ok(resp) => Ok(resp),
-        Err(e) => {
-            let mut resp = Response::new(Full::new(Bytes::from(format!("proxy error: {e}"))));
-            *resp.status_mut() = StatusCode::BAD_GATEWAY;
-            Ok(resp)
-        }
-    }
-}
-
-async fn try_forward(
-    req: Request<Incoming>,
-    upstream: SocketAddr,
-    status: &'static str,
-    rewrites: usize,
-    describes: &AtomicUsize,
-    rewritten: &AtomicUsize,
-) -> Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
-    let (parts, body) = req.into_parts();
-    let body = body.collect().await?.to_bytes();
-    let is_describe = body
-        .windows(b"Action=DescribeDBInstances".len())
-        .any(|w| w == b"Action=DescribeDBInstances");
-
-    let stream = TcpStream::connect(upstream).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let upstream_req = Request::from_parts(parts, Full::new(body));
-    let resp = sender.send_request(upstream_req).await?;
-    let (mut parts, body) = resp.into_parts();
-    let mut body = body.collect().await?.to_bytes();
-
-    if is_describe {
-        describes.fetch_add(1, Ordering::SeqCst);
-        let from = "<DBInstanceStatus>available</DBInstanceStatus>";
-        let text = String::from_utf8_lossy(&body);
-        if text.contains(from) && rewritten.load(Ordering::SeqCst) < rewrites {
-            rewritten.fetch_add(1, Ordering::SeqCst);
-            let to = format!("<DBInstanceStatus>{status}</DBInstanceStatus>");
-            body = Bytes::from(text.replace(from, &to));
-        }
-    }
-    // hyper sets the length of the (possibly rewritten) body itself.
-    parts.headers.remove(hyper::header::CONTENT_LENGTH);
-    parts.headers.remove(hyper::header::TRANSFER_ENCODING);
-    Ok(Response::from_parts(parts, Full::new(body)))
-}
-
 #[tokio::test]
 async fn wait_available_polls_until_available() {
     const N: usize = 4;
@@ -278,7 +153,7 @@ async fn wait_available_polls_until_available() {
     let id = identifier("test", "shop", "slow");
     direct.ensure(&spec(&id)).await.expect("create");
 
-    let proxy = StatusProxy::start(moto.addr(), "creating", N).await;
+    let proxy = SlowStandIn::start(&moto.endpoint(), N);
     let slow = Rds::new(&rds_config(&proxy.endpoint())).await;
 
     // ensure never waits: an existing, still-creating instance is reported as it is.
@@ -314,7 +189,7 @@ async fn wait_available_times_out_naming_the_last_status() {
     let id = identifier("test", "shop", "stuck");
     direct.ensure(&spec(&id)).await.expect("create");
 
-    let proxy = StatusProxy::start(moto.addr(), "creating", usize::MAX).await;
+    let proxy = SlowStandIn::start(&moto.endpoint(), usize::MAX);
     let slow = Rds::new(&rds_config(&proxy.endpoint())).await;
     let timeout = Duration::from_millis(400);
     let start = Instant::now();
@@ -351,7 +226,8 @@ async fn wait_available_stops_at_a_failed_status() {
     let id = identifier("test", "shop", "broken");
     direct.ensure(&spec(&id)).await.expect("create");
 
-    let proxy = StatusProxy::start(moto.addr(), "incompatible-parameters", usize::MAX).await;
+    let proxy =
+        SlowStandIn::start_with_status(&moto.endpoint(), "incompatible-parameters", usize::MAX);
     let slow = Rds::new(&rds_config(&proxy.endpoint())).await;
     let err = slow
         .wait_available(&id, Duration::from_millis(50), Duration::from_secs(20))
@@ -363,4 +239,44 @@ async fn wait_available_stops_at_a_failed_status() {
         "{err:?}"
     );
     assert_eq!(proxy.describes(), 1, "gives up at the first failed status");
+}
+
+#[tokio::test]
+async fn the_slower_stand_in_says_creating_from_the_create_on() {
+    let moto = Moto::start();
+    let standin = SlowStandIn::start(&moto.endpoint(), 2);
+    let slow = Rds::new(&standin.rds_config()).await;
+    let id = identifier("test", "shop", "fresh");
+
+    // A create through it says `creating`, as real RDS does (moto says `available` at once).
+    let created = slow
+        .ensure(&spec(&id))
+        .await
+        .expect("create through the stand-in");
+    assert_eq!(created.status, "creating", "{created:?}");
+    // One describe (not found yet), nothing to rewrite.
+    assert_eq!((standin.describes(), standin.rewritten()), (1, 0));
+
+    let states = [
+        slow.ensure(&spec(&id)).await.expect("ensure").status,
+        slow.ensure(&spec(&id)).await.expect("ensure").status,
+        slow.ensure(&spec(&id)).await.expect("ensure").status,
+    ];
+    assert_eq!(states, ["creating", "creating", "available"]);
+    assert_eq!((standin.describes(), standin.rewritten()), (4, 2));
+    // moto itself was final all along.
+    let direct = Rds::new(&moto.rds_config()).await;
+    let state = direct
+        .describe(&id)
+        .await
+        .expect("describe")
+        .expect("exists");
+    assert_eq!(state.status, "available");
+    let addr = standin.addr();
+    drop(standin);
+    // Stopped on drop: nothing listens on its port any more.
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "{addr} still answers"
+    );
 }

@@ -67,6 +67,19 @@ async fn postgres_resource_is_provisioned_linked_and_keeps_data_across_restart_a
     stdout_ok(&rack.dray(&["apps", "create", "shop"]));
     // The app's own image is the postgres test image too: it has psql.
     let release = import_build(&rack, "shop", &pg, SHOP);
+    // A resource image not in the rack: the deploy fails at once, naming the image.
+    let err = stderr_fail(&rack.dray(&["releases", "promote", &release, "-a", "shop"]));
+    assert!(
+        err.contains("resource database failed")
+            && err.contains("image postgres:dray-test")
+            && err.contains("dray images import"),
+        "{err}"
+    );
+    images_import(&rack, &pg);
+    stdout_ok(&rack.dray(&["env", "set", "A=1", "-a", "shop"]));
+    let release = rack.client().releases("shop", Some(1)).await.unwrap()[0]
+        .id
+        .clone();
 
     // Dry-run before anything exists: the plan, nothing created.
     let plan = stdout_ok(&rack.dray(&["resources", "plan", "database", "-a", "shop"]));
@@ -122,7 +135,8 @@ async fn postgres_resource_is_provisioned_linked_and_keeps_data_across_restart_a
         )
     );
     let info = stdout_ok(&rack.dray(&["resources", "info", "database", "-a", "shop"]));
-    assert!(info.contains("Links    worker:DATABASE_URL"), "{info}");
+    assert!(info.contains("worker:DATABASE_URL"), "{info}");
+    assert!(info.contains("Status  running"), "{info}");
 
     // The worker got every variable and reaches the database with them.
     let env = exec_sh(
@@ -247,6 +261,14 @@ async fn postgres_resource_is_provisioned_linked_and_keeps_data_across_restart_a
     ]));
     assert!(err.contains("syntax error"), "{err}");
     assert!(err.contains("import failed"), "{err}");
+
+    // The console: psql attached (with a TTY on the rack's side).
+    let out = rack.dray_stdin(
+        &["resources", "console", "database", "-a", "shop"],
+        "SELECT 40 + 2 AS answer;\n\\q\n",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("42"), "{text}");
 
     // The data is on a volume under the data dir.
     let volume = rack.data_dir().join("volumes/shop/database/data/pgdata");
@@ -553,4 +575,86 @@ services:
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misbehaving_resource_plugin_fails_the_deploy_with_its_reason_and_the_agent_keeps_serving(
+) {
+    let rack = Rack::start().await;
+    let chaos = plugin_wasm("chaos");
+    stdout_ok(&rack.dray(&["plugins", "install", chaos.to_str().unwrap()]));
+    stdout_ok(&rack.dray(&["apps", "create", "lab"]));
+    let busybox = busybox_archive(rack.dir.path());
+    let manifest = r#"
+resources:
+  thing:
+    type: chaos
+    options:
+      mode: ${MODE}
+services:
+  app:
+    command: sh -c 'exec sleep 100000'
+    resources:
+      - thing
+    termination:
+      grace: 1
+"#;
+    stdout_ok(&rack.dray(&["env", "set", "MODE=trap", "-a", "lab"]));
+    import_build(&rack, "lab", &busybox, manifest);
+    for (mode, reason) in [
+        ("trap", "plugin chaos trapped"),
+        (
+            "loop",
+            "plugin chaos was stopped: the call ran past its 5s deadline",
+        ),
+        ("alloc", "plugin chaos was stopped: memory limit"),
+        ("malformed", "plugin chaos returned a malformed plan"),
+    ] {
+        stdout_ok(&rack.dray(&["env", "set", &format!("MODE={mode}"), "-a", "lab"]));
+        let release = rack.client().releases("lab", Some(1)).await.unwrap()[0]
+            .id
+            .clone();
+        let promote = rack
+            .dray_cmd(
+                rack.dir.path(),
+                &[
+                    "releases",
+                    "promote",
+                    &release,
+                    "-a",
+                    "lab",
+                    "--timeout",
+                    "60",
+                ],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // While the plugin misbehaves, the agent answers everything else at once.
+        for _ in 0..5 {
+            tokio::time::timeout(Duration::from_secs(1), rack.client().apps())
+                .await
+                .expect("the API answers within 1 s")
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let out = tokio::task::spawn_blocking(move || promote.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "mode {mode}: the promote succeeded");
+        assert!(err.contains(reason), "mode {mode}: {err}");
+        assert!(
+            rack.log().contains(reason),
+            "mode {mode}: not in the agent log"
+        );
+        let app = rack.client().app("lab").await.unwrap();
+        assert_eq!(app.status, "running", "mode {mode}");
+    }
+    // The plugin is still listed, with its instance recycled after the failures.
+    let p = rack.client().plugin("chaos").await.unwrap();
+    assert_eq!(p.status, "ok");
+    assert!(p.restarts >= 3, "{p:?}");
 }

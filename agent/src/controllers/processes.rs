@@ -68,6 +68,9 @@ impl Controllers {
             )));
         }
         self.check_resources(&release).await?;
+        if let Some(r) = &self.resources {
+            r.retry_failed(app).await?;
+        }
         let _guard = self.app_locks.lock(app).await;
         // "can not promote an older release": releases are ordered by their creation revision.
         let releases = self.repo.releases(app).await?;

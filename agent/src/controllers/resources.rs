@@ -17,7 +17,7 @@ impl From<ResourceError> for Error {
         match e {
             ResourceError::NotFound(_) => Error::NotFound(m),
             ResourceError::NotReady(_) => Error::Conflict(m),
-            ResourceError::Invalid(_) => Error::Unprocessable(m),
+            ResourceError::Invalid(_) | ResourceError::Unavailable(_) => Error::Unprocessable(m),
             ResourceError::Runtime(r) if r.is_not_found() => Error::NotFound(m),
             _ => Error::Internal(m),
         }

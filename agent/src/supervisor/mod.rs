@@ -203,7 +203,7 @@ struct Metrics {
 pub struct Options {
     /// Crash-restart backoff.
     pub policy: BackoffPolicy,
-    /// The `binary://` logger the containerd shim runs for each process: drayd itself.
+    /// The `binary://` logger the containerd shim runs for each process (see [`logger_path`]).
     pub logger_path: PathBuf,
 }
 
@@ -211,8 +211,21 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             policy: BackoffPolicy::default(),
-            logger_path: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("drayd")),
+            logger_path: logger_path(),
         }
+    }
+}
+
+/// The logger the shim starts for each process: `dray-logger` next to the drayd executable when
+/// it is there (the logger alone: a small binary that starts fast, which every container start
+/// waits for), else drayd itself, which runs the same logger when the shim invokes it.
+pub fn logger_path() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("drayd"));
+    let small = exe.with_file_name("dray-logger");
+    if small.is_file() {
+        small
+    } else {
+        exe
     }
 }
 

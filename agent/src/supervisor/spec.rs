@@ -111,8 +111,10 @@ pub async fn plan_release(
         let mut penv = m
             .runtime_env(name, &env)
             .map_err(|e| SupervisorError::Plan(format!("service {name}: {e}")))?;
-        link_resources(&mut penv, &env, svc, &resources)
-            .map_err(|e| SupervisorError::Waiting(format!("service {name}: {e}")))?;
+        link_resources(&mut penv, &env, svc, &resources).map_err(|e| match e {
+            LinkError::Waiting(e) => SupervisorError::Waiting(format!("service {name}: {e}")),
+            LinkError::Failed(e) => SupervisorError::Plan(format!("service {name}: {e}")),
+        })?;
         penv.insert("APP".into(), rec.name.clone());
         penv.insert("BUILD".into(), release.build.clone());
         penv.insert("RELEASE".into(), release.id.clone());
@@ -149,16 +151,25 @@ pub async fn plan_release(
     Ok(plans)
 }
 
+/// Why a service's resource links cannot be filled in.
+#[derive(Debug)]
+pub enum LinkError {
+    /// A linked resource is still being provisioned.
+    Waiting(String),
+    /// A linked resource failed (no plugin, spec refused, image missing, ...).
+    Failed(String),
+}
+
 /// Add the variables of a service's resource links (`DATABASE_URL`, ...) to its env, from the
 /// resources' records. A variable the app's env sets wins; a resource replaced by its
 /// `<NAME>_URL` in the env links that URL and empty values. Err names a linked resource that
-/// has not been realized yet.
+/// has not been realized yet, or that failed before it ever was.
 pub fn link_resources(
     penv: &mut BTreeMap<String, String>,
     release_env: &BTreeMap<String, String>,
     svc: &dray_manifest::Service,
     resources: &[crate::repo::ResourceRecord],
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     for link in svc.resource_links() {
         if release_env.contains_key(&link.env) {
             continue;
@@ -175,20 +186,28 @@ pub fn link_resources(
                 .iter()
                 .find(|r| r.name == link.resource)
                 .filter(|r| !r.outputs.is_empty())
-                .ok_or_else(|| {
-                    let state = resources
-                        .iter()
-                        .find(|r| r.name == link.resource)
-                        .map(|r| {
+                .ok_or_else(
+                    || match resources.iter().find(|r| r.name == link.resource) {
+                        Some(r) if r.status == "failed" => LinkError::Failed(format!(
+                            "resource {} failed: {}",
+                            link.resource, r.reason
+                        )),
+                        Some(r) => LinkError::Waiting(format!(
+                            "resource {} is not ready yet ({}{})",
+                            link.resource,
+                            r.status,
                             if r.reason.is_empty() {
-                                r.status.clone()
+                                String::new()
                             } else {
-                                format!("{}: {}", r.status, r.reason)
+                                format!(": {}", r.reason)
                             }
-                        })
-                        .unwrap_or_else(|| "pending".into());
-                    format!("resource {} is not ready yet ({state})", link.resource)
-                })?;
+                        )),
+                        None => LinkError::Waiting(format!(
+                            "resource {} is not ready yet (pending)",
+                            link.resource
+                        )),
+                    },
+                )?;
             r.outputs
                 .iter()
                 .find(|o| o.key == link.key)

@@ -178,7 +178,9 @@ pub async fn run(g: &Globals, args: ResourcesArgs) -> anyhow::Result<i32> {
             if !g.json {
                 output::start(&format!("Importing data into {name}"));
             }
-            let code = session(socket, false, input, &mut std::io::stdout()).await?;
+            // The load command's stdout (psql's row counts) is not data: drop it; its errors
+            // arrive on stderr.
+            let code = session(socket, false, input, &mut std::io::sink()).await?;
             if code != 0 {
                 bail!("import failed: the load command exited with code {code}");
             }
