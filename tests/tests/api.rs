@@ -321,12 +321,17 @@ async fn openapi_documents_exactly_the_real_routes() {
         "GET /plugins/{name}",
         "PUT /plugins/{name}",
         "DELETE /plugins/{name}",
+        "GET /apps/{app}/resources",
+        "GET /apps/{app}/resources/{name}",
+        "GET /apps/{app}/resources/{name}/plan",
+        "GET /apps/{app}/resources/{name}/console",
+        "GET /apps/{app}/resources/{name}/data",
     ] {
         assert!(documented.iter().any(|d| d == r), "{r} is not documented");
     }
     assert_eq!(
         documented.len(),
-        40,
+        45,
         "update the list above when adding routes: {documented:?}"
     );
 }

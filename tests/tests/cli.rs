@@ -320,6 +320,15 @@ async fn help_and_completion_work_for_every_command() {
         vec!["manifest"],
         vec!["api", "get"],
         vec!["completion"],
+        vec!["plugins"],
+        vec!["plugins", "install"],
+        vec!["resources"],
+        vec!["resources", "info"],
+        vec!["resources", "url"],
+        vec!["resources", "plan"],
+        vec!["resources", "export"],
+        vec!["resources", "import"],
+        vec!["resources", "console"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");

@@ -65,6 +65,7 @@ pub(super) fn routes(r: Routes) -> Routes {
             summary: "an interactive console on the resource (psql, redis-cli) over a WebSocket",
             auth: true,
             query: &[
+                param!("tty", "boolean", false, "allocate a TTY (default true; false for piped input)"),
                 param!("width", "integer", false, "TTY columns"),
                 param!("height", "integer", false, "TTY rows"),
             ],
@@ -120,7 +121,8 @@ async fn console(
         (Some(w), Some(h)) if w > 0 && h > 0 => Some((w as u32, h as u32)),
         _ => None,
     };
-    session(s, app, name, "console", size, ws).await
+    let tty = p.bool("tty")?;
+    session(s, app, name, "console", tty, size, ws).await
 }
 
 async fn data(
@@ -138,7 +140,7 @@ async fn data(
             "use GET /apps/{app}/resources/{name}/console for a console",
         ));
     }
-    session(s, app, name, &op, None, ws).await
+    session(s, app, name, &op, Some(false), None, ws).await
 }
 
 async fn session(
@@ -146,6 +148,7 @@ async fn session(
     app: String,
     name: String,
     op: &str,
+    tty: Option<bool>,
     size: Option<(u32, u32)>,
     ws: Upgrade,
 ) -> Result<Response, ApiError> {
@@ -156,7 +159,10 @@ async fn session(
         ));
     };
     // Start the command before upgrading, so errors come back as plain JSON.
-    let handle = s.controllers.resource_data(&app, &name, op, size).await?;
+    let handle = s
+        .controllers
+        .resource_data(&app, &name, op, tty, size)
+        .await?;
     Ok(ws
         .on_upgrade(move |socket| super::exec::pump(socket, handle))
         .into_response())

@@ -170,10 +170,15 @@ impl Controllers {
         app: &str,
         name: &str,
         op: DataOpKind,
+        tty: Option<bool>,
         size: Option<(u32, u32)>,
     ) -> Result<dray_runtime::ExecHandle, Error> {
         let (d, _) = self.declared_one(app, name).await?;
         let (container, mut spec) = self.resources_runner()?.data_command(&d, op).await?;
+        // A client without a terminal (input piped in) asks for no TTY.
+        if tty == Some(false) {
+            spec.tty = false;
+        }
         if spec.tty {
             spec.size = size;
         }
