@@ -172,14 +172,8 @@ pub struct ResourceRecord {
     pub updated: DateTime<Utc>,
 }
 
-/// One linked value of a resource.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResourceOutput {
-    pub key: String,
-    pub value: String,
-    #[serde(default)]
-    pub secret: bool,
-}
+/// One linked value of a resource (stored in its wire shape).
+pub use dray_sdk::ResourceOutput;
 
 /// One object of a resource as realized.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -328,6 +328,30 @@ impl Rack {
     }
 
     /// The `dray` command with this rack selected through the environment.
+    /// `dray builds import-image ARCHIVE -m MANIFEST -a APP` with `manifest` written to a temp
+    /// file; returns the new release's id.
+    pub fn import_build(&self, app: &str, archive: &Path, manifest: &str) -> String {
+        let mpath = self
+            .dir
+            .path()
+            .join(format!("{app}-{}.yml", rand::random::<u32>()));
+        std::fs::write(&mpath, manifest).expect("write the manifest");
+        let out = stdout_ok(&self.dray(&[
+            "builds",
+            "import-image",
+            &archive.display().to_string(),
+            "-m",
+            &mpath.display().to_string(),
+            "-a",
+            app,
+        ]));
+        assert!(out.contains("Build: B"), "{out}");
+        out.lines()
+            .find_map(|l| l.strip_prefix("Release: "))
+            .expect("a release line")
+            .to_string()
+    }
+
     pub fn dray_cmd(&self, cwd: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin("dray"));
         cmd.args(args)

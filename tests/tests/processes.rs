@@ -45,28 +45,7 @@ async fn http_get(port: u16, path: &str) -> Option<String> {
 
 /// Import the busybox image as a build of `app` with `manifest`; returns the release id.
 fn import(rack: &Rack, app: &str, manifest: &str) -> String {
-    let archive = busybox_archive(rack.dir.path());
-    let mpath = rack.dir.path().join(format!("{app}-{}.yml", rand_suffix()));
-    std::fs::write(&mpath, manifest).unwrap();
-    let out = stdout_ok(&rack.dray(&[
-        "builds",
-        "import-image",
-        archive.to_str().unwrap(),
-        "-m",
-        mpath.to_str().unwrap(),
-        "-a",
-        app,
-    ]));
-    assert!(out.contains("Build: B"), "{out}");
-    out.lines()
-        .find_map(|l| l.strip_prefix("Release: "))
-        .expect("a release line")
-        .to_string()
-}
-
-fn rand_suffix() -> u32 {
-    use rand::Rng;
-    rand::rng().random()
+    rack.import_build(app, &busybox_archive(rack.dir.path()), manifest)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

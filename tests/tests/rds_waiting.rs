@@ -55,28 +55,6 @@ async fn rack_behind(standin: &SlowStandIn) -> Rack {
     .await
 }
 
-/// Import an OCI archive as a build of `app` with `manifest`; returns the release id.
-fn import_build(rack: &Rack, app: &str, archive: &std::path::Path, manifest: &str) -> String {
-    let mpath = rack
-        .dir
-        .path()
-        .join(format!("{app}-{}.yml", rand::random::<u32>()));
-    std::fs::write(&mpath, manifest).unwrap();
-    let out = stdout_ok(&rack.dray(&[
-        "builds",
-        "import-image",
-        archive.to_str().unwrap(),
-        "-m",
-        mpath.to_str().unwrap(),
-        "-a",
-        app,
-    ]));
-    out.lines()
-        .find_map(|l| l.strip_prefix("Release: "))
-        .expect("a release line")
-        .to_string()
-}
-
 /// `dray releases promote RELEASE -a APP --timeout SECS`, started and not waited for.
 fn spawn_promote(rack: &Rack, app: &str, release: &str, timeout_secs: u64) -> Child {
     rack.dray_cmd(
@@ -145,7 +123,7 @@ async fn a_deploy_waits_while_its_rds_instance_is_creating_then_goes_live() {
     let rack = rack_behind(&standin).await;
     let busybox = busybox_archive(rack.dir.path());
     stdout_ok(&rack.dray(&["apps", "create", "billing"]));
-    let release = import_build(&rack, "billing", &busybox, WITH_LEDGER);
+    let release = rack.import_build("billing", &busybox, WITH_LEDGER);
 
     let started = Instant::now();
     let mut promote = spawn_promote(&rack, "billing", &release, 120);
@@ -224,7 +202,7 @@ async fn a_deploy_whose_rds_instance_never_becomes_available_rolls_back_at_its_t
     let busybox = busybox_archive(rack.dir.path());
     stdout_ok(&rack.dray(&["apps", "create", "billing"]));
     // A first release without the database goes live.
-    let first = import_build(&rack, "billing", &busybox, PLAIN);
+    let first = rack.import_build("billing", &busybox, PLAIN);
     stdout_ok(&rack.dray(&[
         "releases",
         "promote",
@@ -235,7 +213,7 @@ async fn a_deploy_whose_rds_instance_never_becomes_available_rolls_back_at_its_t
         "60",
     ]));
 
-    let second = import_build(&rack, "billing", &busybox, WITH_LEDGER);
+    let second = rack.import_build("billing", &busybox, WITH_LEDGER);
     let started = Instant::now();
     let promote = spawn_promote(&rack, "billing", &second, 8);
     let out = wait_exit(&rack, promote, Duration::from_secs(40)).await;

@@ -9,28 +9,6 @@ use std::time::Duration;
 use dray_tests::images::{memcached_image, postgres_image, redis_image};
 use dray_tests::{busybox_archive, eventually, plugin_wasm, stderr_fail, stdout_ok, Rack};
 
-/// Import an OCI archive as a build of `app` with `manifest`; returns the release id.
-fn import_build(rack: &Rack, app: &str, archive: &std::path::Path, manifest: &str) -> String {
-    let mpath = rack
-        .dir
-        .path()
-        .join(format!("{app}-{}.yml", rand::random::<u32>()));
-    std::fs::write(&mpath, manifest).unwrap();
-    let out = stdout_ok(&rack.dray(&[
-        "builds",
-        "import-image",
-        archive.to_str().unwrap(),
-        "-m",
-        mpath.to_str().unwrap(),
-        "-a",
-        app,
-    ]));
-    out.lines()
-        .find_map(|l| l.strip_prefix("Release: "))
-        .expect("a release line")
-        .to_string()
-}
-
 fn images_import(rack: &Rack, archive: &std::path::Path) {
     stdout_ok(&rack.dray(&["images", "import", archive.to_str().unwrap()]));
 }
@@ -66,7 +44,7 @@ async fn postgres_resource_is_provisioned_linked_and_keeps_data_across_restart_a
     let pg = postgres_image(rack.dir.path());
     stdout_ok(&rack.dray(&["apps", "create", "shop"]));
     // The app's own image is the postgres test image too: it has psql.
-    let release = import_build(&rack, "shop", &pg, SHOP);
+    let release = rack.import_build("shop", &pg, SHOP);
     // A resource image not in the rack: the deploy fails at once, naming the image.
     let err = stderr_fail(&rack.dray(&["releases", "promote", &release, "-a", "shop"]));
     assert!(
@@ -319,7 +297,7 @@ services:
         "-a",
         "cache",
     ]));
-    let release = import_build(&rack, "cache", &busybox, manifest);
+    let release = rack.import_build("cache", &busybox, manifest);
     let err = stderr_fail(&rack.dray(&["releases", "promote", &release, "-a", "cache"]));
     assert!(
         err.contains("resource sessions (memcached)") && err.contains("memcached"),
@@ -426,7 +404,7 @@ services:
     termination:
       grace: 1
 "#;
-    let release2 = import_build(&rack, "cache", &busybox, manifest2);
+    let release2 = rack.import_build("cache", &busybox, manifest2);
     stdout_ok(&rack.dray(&[
         "releases",
         "promote",
@@ -497,7 +475,7 @@ services:
     termination:
       grace: 1
 "#;
-    let release = import_build(&rack, "billing", &busybox, manifest);
+    let release = rack.import_build("billing", &busybox, manifest);
     // The plan asks for a cloud database, not a container.
     let plan = stdout_ok(&rack.dray(&["resources", "plan", "ledger", "-a", "billing"]));
     let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
@@ -549,7 +527,7 @@ services:
     termination:
       grace: 1
 "#;
-    let release2 = import_build(&rack, "billing", &busybox, manifest2);
+    let release2 = rack.import_build("billing", &busybox, manifest2);
     stdout_ok(&rack.dray(&[
         "releases",
         "promote",
@@ -600,7 +578,7 @@ services:
       grace: 1
 "#;
     stdout_ok(&rack.dray(&["env", "set", "MODE=trap", "-a", "lab"]));
-    import_build(&rack, "lab", &busybox, manifest);
+    rack.import_build("lab", &busybox, manifest);
     for (mode, reason) in [
         ("trap", "plugin chaos trapped"),
         (
@@ -652,6 +630,15 @@ services:
         );
         let app = rack.client().app("lab").await.unwrap();
         assert_eq!(app.status, "running", "mode {mode}");
+        // A plugin stopped mid-call is listed as failed, with the reason, until it serves again.
+        if mode != "malformed" {
+            let list = stdout_ok(&rack.dray(&["plugins"]));
+            let row = list.lines().find(|l| l.starts_with("chaos")).unwrap_or("");
+            assert!(
+                row.contains(&format!("failed: {reason}")),
+                "mode {mode}: {list}"
+            );
+        }
     }
     // The plugin is still listed, with its instance recycled after the failures.
     let p = rack.client().plugin("chaos").await.unwrap();

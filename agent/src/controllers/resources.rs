@@ -64,15 +64,7 @@ fn wire(d: &Declared, rec: Option<&ResourceRecord>, links: Vec<String>) -> dray_
         reason: rec.reason.clone(),
         plugin: rec.plugin.clone(),
         port: rec.port,
-        outputs: rec
-            .outputs
-            .iter()
-            .map(|o| dray_sdk::ResourceOutput {
-                key: o.key.clone(),
-                value: o.value.clone(),
-                secret: o.secret,
-            })
-            .collect(),
+        outputs: rec.outputs.clone(),
         objects: rec
             .objects
             .iter()

@@ -1026,22 +1026,8 @@ impl Supervisor {
         plans: &[Arc<ProcessPlan>],
         scale: &BTreeMap<String, crate::repo::ScaleRecord>,
     ) -> Result<(), SupervisorError> {
-        if rec.cancel_requested {
-            return self
-                .finish_deploy(rec, Some("the deployment was cancelled".into()))
-                .await;
-        }
-        let deadline = rec.deploy_started + chrono::Duration::seconds(rec.deploy_timeout as i64);
-        if Utc::now() > deadline {
-            return self
-                .finish_deploy(
-                    rec,
-                    Some(format!(
-                        "release {} did not become healthy within {}s",
-                        rec.deploying, rec.deploy_timeout
-                    )),
-                )
-                .await;
+        if let Some(reason) = deploy_ended(rec, None) {
+            return self.finish_deploy(rec, Some(reason)).await;
         }
         let (ready, crash_loop) = {
             let procs = self.procs();
@@ -1080,22 +1066,8 @@ impl Supervisor {
     /// A deploy whose release waits for its resources: roll it back on cancel or deadline, and
     /// say once what it waits for.
     async fn deploy_waiting(&self, rec: &AppRecord, reason: &str) -> Result<(), SupervisorError> {
-        if rec.cancel_requested {
-            return self
-                .finish_deploy(rec, Some("the deployment was cancelled".into()))
-                .await;
-        }
-        let deadline = rec.deploy_started + chrono::Duration::seconds(rec.deploy_timeout as i64);
-        if Utc::now() > deadline {
-            return self
-                .finish_deploy(
-                    rec,
-                    Some(format!(
-                        "release {} did not become healthy within {}s: {reason}",
-                        rec.deploying, rec.deploy_timeout
-                    )),
-                )
-                .await;
+        if let Some(reason) = deploy_ended(rec, Some(reason)) {
+            return self.finish_deploy(rec, Some(reason)).await;
         }
         let mut said = self.waiting_said.lock().unwrap_or_else(|p| p.into_inner());
         let key = format!("{}/{}", rec.name, rec.deploying);
@@ -1143,6 +1115,23 @@ impl Supervisor {
         self.wake();
         Ok(())
     }
+}
+
+/// Why a deployment must roll back now regardless of its processes (cancelled, or past its
+/// deadline, with what it was `waiting` for), or `None`.
+fn deploy_ended(rec: &AppRecord, waiting: Option<&str>) -> Option<String> {
+    if rec.cancel_requested {
+        return Some("the deployment was cancelled".into());
+    }
+    let deadline = rec.deploy_started + chrono::Duration::seconds(rec.deploy_timeout as i64);
+    (Utc::now() > deadline).then(|| {
+        format!(
+            "release {} did not become healthy within {}s{}",
+            rec.deploying,
+            rec.deploy_timeout,
+            waiting.map(|w| format!(": {w}")).unwrap_or_default()
+        )
+    })
 }
 
 /// How many processes of a plan's service should run: the live scale, else the manifest's.
