@@ -127,9 +127,13 @@ impl Plugins {
     }
 
     /// Install a plugin from its `.wasm` bytes (refused if its name is installed).
-    pub async fn install(&self, wasm: Vec<u8>) -> Result<PluginInfo, PluginError> {
+    pub async fn install(
+        &self,
+        wasm: Vec<u8>,
+        grants: dray_plugins::Grants,
+    ) -> Result<PluginInfo, PluginError> {
         let host = self.host.clone();
-        blocking(move || host.install(&wasm)).await
+        blocking(move || host.install_with(&wasm, grants)).await
     }
 
     /// Replace the installed plugin these bytes are a build of; with `name`, refused unless

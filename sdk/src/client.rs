@@ -477,8 +477,23 @@ impl Client {
 
     /// `POST /plugins`: install a plugin from its `.wasm` bytes.
     pub async fn plugin_install(&self, wasm: Vec<u8>) -> Result<Plugin, ClientError> {
+        self.plugin_install_with(wasm, false, &[]).await
+    }
+
+    /// `POST /plugins` granting outbound network access and directories (`HOST:GUEST[:ro]`).
+    pub async fn plugin_install_with(
+        &self,
+        wasm: Vec<u8>,
+        network: bool,
+        dirs: &[String],
+    ) -> Result<Plugin, ClientError> {
+        let mut q: Vec<(&str, &str)> = dirs.iter().map(|d| ("dir", d.as_str())).collect();
+        if network {
+            q.push(("network", "true"));
+        }
         self.json(
             self.request(Method::POST, "/plugins")
+                .query(&q)
                 .header("content-type", "application/wasm")
                 .body(wasm),
         )

@@ -227,6 +227,10 @@ pub struct Plugin {
     /// How many times its instance was re-created after a failure.
     #[serde(default)]
     pub restarts: u32,
+    /// What its installation grants beyond the host interface (`network`,
+    /// `dir HOST:GUEST (ro)`); empty: nothing, the default.
+    #[serde(default)]
+    pub grants: Vec<String>,
 }
 
 impl Plugin {

@@ -330,3 +330,52 @@ async fn an_operator_upgrade_of_a_bundled_plugin_survives_restarts() {
     rack.wait_ready().await;
     assert_eq!(rack.client().plugin("balancer").await.unwrap().status, "ok");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_grants_nothing_unless_asked_and_shows_what_it_granted() {
+    let rack = Rack::start().await;
+    let chaos = plugin_wasm("chaos");
+    let chaos = chaos.to_str().unwrap();
+    // A directory that is not there, a relative path, a bad flag value: refused, nothing installed.
+    let err = stderr_fail(&rack.dray(&[
+        "plugins",
+        "install",
+        chaos,
+        "--allow-dir",
+        "/nonexistent/dir:/data",
+    ]));
+    assert!(
+        err.contains("cannot grant /nonexistent/dir: it is not a directory on the rack"),
+        "{err}"
+    );
+    let err = stderr_fail(&rack.dray(&["plugins", "install", chaos, "--allow-dir", "data:/data"]));
+    assert!(err.contains("paths must be absolute"), "{err}");
+    assert!(rack.client().plugin("chaos").await.is_err());
+
+    let dir = rack.dir.path().join("shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    let grant = format!("{}:/data:ro", dir.display());
+    stdout_ok(&rack.dray(&[
+        "plugins",
+        "install",
+        chaos,
+        "--allow-network",
+        "--allow-dir",
+        &grant,
+    ]));
+    let p = rack.client().plugin("chaos").await.unwrap();
+    assert_eq!(
+        p.grants,
+        vec![
+            "network".to_string(),
+            format!("dir {}:/data (ro)", dir.display())
+        ]
+    );
+    let info = stdout_ok(&rack.dray(&["plugins", "info", "chaos"]));
+    assert!(info.contains("Grants   network, dir "), "{info}");
+    // The bundled ones were installed with nothing.
+    let pg = rack.client().plugin("postgres").await.unwrap();
+    assert!(pg.grants.is_empty(), "{pg:?}");
+    let info = stdout_ok(&rack.dray(&["plugins", "info", "postgres"]));
+    assert!(info.contains("Grants   none"), "{info}");
+}

@@ -187,6 +187,7 @@ fn schemas() -> Value {
             "status": { "type": "string", "enum": ["ok", "failed"] },
             "reason": s("string"), "contract": s("string"), "summary": s("string"),
             "sha256": s("string"), "restarts": s("integer"),
+            "grants": { "type": "array", "items": s("string") },
         }},
         "Resource": { "type": "object", "required": ["name", "type", "status"], "properties": {
             "name": s("string"), "type": s("string"),

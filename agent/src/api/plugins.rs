@@ -1,13 +1,13 @@
 //! Plugin routes: list, install (raw `.wasm` body), info, upgrade (raw body) and remove.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
 
-use super::docs::RouteDoc;
+use super::docs::{param, RouteDoc};
 use super::{ok, ApiError, ApiState, Routes};
-use crate::controllers::MAX_PLUGIN_BYTES;
+use crate::controllers::{parse_dir_grant, MAX_PLUGIN_BYTES};
 
 pub(super) fn routes(r: Routes) -> Routes {
     r.add(
@@ -30,7 +30,15 @@ pub(super) fn routes(r: Routes) -> Routes {
         operation: "PluginInstall",
         summary: "install a plugin (raw request body: the .wasm component); effective at once",
         auth: true,
-        query: &[],
+        query: &[
+            param!("network", "boolean", false, "grant outbound network access (default: none)"),
+            param!(
+                "dir",
+                "string",
+                false,
+                "grant a directory, HOST:GUEST[:ro] (repeatable; default: no filesystem)"
+            ),
+        ],
         body: &[],
         response: "Plugin",
         errors: &[400, 409, 422],
@@ -100,9 +108,35 @@ async fn list(State(s): State<ApiState>) -> Result<Response, ApiError> {
     ok(&s.controllers.plugins().await?)
 }
 
-async fn install(State(s): State<ApiState>, body: Body) -> Result<Response, ApiError> {
+async fn install(
+    State(s): State<ApiState>,
+    Query(q): Query<Vec<(String, String)>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let mut grants = dray_plugins::Grants::default();
+    for (k, v) in &q {
+        match k.as_str() {
+            "network" => {
+                grants.network = match v.as_str() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" | "" => false,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "network must be true or false, not {v:?}"
+                        )))
+                    }
+                }
+            }
+            "dir" => grants.preopens.push(parse_dir_grant(v)?),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown install option {other:?} (network, dir)"
+                )))
+            }
+        }
+    }
     let wasm = read_wasm(body).await?;
-    ok(&s.controllers.plugin_install(wasm).await?)
+    ok(&s.controllers.plugin_install(wasm, grants).await?)
 }
 
 async fn info(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Response, ApiError> {

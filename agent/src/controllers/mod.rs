@@ -23,7 +23,7 @@ use crate::repo::{Repo, RepoError};
 
 pub use apps::validate_app_name;
 pub use env::{env_diff, parse_env_text};
-pub use plugins::{plugin_wire, MAX_PLUGIN_BYTES};
+pub use plugins::{parse_dir_grant, plugin_wire, MAX_PLUGIN_BYTES};
 pub use processes::{PromoteOptions, RunOptions, ScaleOptions};
 pub use releases::ReleaseOptions;
 pub use resources::data_op as resource_data_op;

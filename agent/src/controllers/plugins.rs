@@ -32,6 +32,67 @@ impl From<PluginError> for Error {
     }
 }
 
+/// Parse a directory grant `HOST:GUEST[:ro]`.
+pub fn parse_dir_grant(spec: &str) -> Result<dray_plugins::Preopen, Error> {
+    let bad = |why: &str| {
+        Error::BadRequest(format!(
+            "invalid directory grant {spec:?}: {why} (expected HOST_DIR:GUEST_DIR[:ro], both absolute)"
+        ))
+    };
+    let mut parts: Vec<&str> = spec.split(':').collect();
+    let read_only = match parts.last() {
+        Some(&"ro") if parts.len() == 3 => {
+            parts.pop();
+            true
+        }
+        Some(&"rw") if parts.len() == 3 => {
+            parts.pop();
+            false
+        }
+        _ => false,
+    };
+    let [host, guest] = parts[..] else {
+        return Err(bad("wrong number of parts"));
+    };
+    if !host.starts_with('/') || !guest.starts_with('/') {
+        return Err(bad("paths must be absolute"));
+    }
+    Ok(dray_plugins::Preopen {
+        host_path: host.into(),
+        guest_path: guest.to_string(),
+        read_only,
+    })
+}
+
+fn check_grants(grants: &dray_plugins::Grants) -> Result<(), Error> {
+    for p in &grants.preopens {
+        if !p.host_path.is_dir() {
+            return Err(Error::BadRequest(format!(
+                "cannot grant {}: it is not a directory on the rack",
+                p.host_path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What an installation grants, in words (`network`, `dir /srv/x:/data (ro)`).
+fn grants_wire(g: &dray_plugins::Grants) -> Vec<String> {
+    let mut out = Vec::new();
+    if g.network {
+        out.push("network".to_string());
+    }
+    for p in &g.preopens {
+        out.push(format!(
+            "dir {}:{}{}",
+            p.host_path.display(),
+            p.guest_path,
+            if p.read_only { " (ro)" } else { "" }
+        ));
+    }
+    out
+}
+
 /// The wire shape of a plugin.
 pub fn plugin_wire(info: PluginInfo) -> dray_sdk::Plugin {
     let (status, reason) = match info.status {
@@ -55,6 +116,7 @@ pub fn plugin_wire(info: PluginInfo) -> dray_sdk::Plugin {
         summary: info.summary,
         sha256: info.sha256,
         restarts: info.restarts,
+        grants: grants_wire(&info.grants),
     }
 }
 
@@ -88,9 +150,15 @@ impl Controllers {
     }
 
     /// `POST /plugins`: install from the `.wasm` bytes; effective at once.
-    pub async fn plugin_install(&self, wasm: Vec<u8>) -> Result<dray_sdk::Plugin, Error> {
+    pub async fn plugin_install(
+        &self,
+        wasm: Vec<u8>,
+        grants: dray_plugins::Grants,
+    ) -> Result<dray_sdk::Plugin, Error> {
         check_upload(&wasm)?;
-        let info = self.plugin_host().await?.install(wasm).await?;
+        check_grants(&grants)?;
+        let info = self.plugin_host().await?.install(wasm, grants).await?;
+        tracing::info!(target: "audit", plugin = %info.name, grants = ?info.grants, "plugin installed");
         Ok(plugin_wire(info))
     }
 

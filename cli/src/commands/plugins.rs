@@ -15,8 +15,17 @@ pub struct PluginsArgs {
 
 #[derive(Debug, Subcommand)]
 enum PluginsCommand {
-    /// Install a plugin (a .wasm component built for wasm32-wasip2); effective at once.
-    Install { file: PathBuf },
+    /// Install a plugin (a .wasm component built for wasm32-wasip2); effective at once. A plugin
+    /// gets no filesystem and no network unless granted here.
+    Install {
+        file: PathBuf,
+        /// Grant outbound network access.
+        #[arg(long)]
+        allow_network: bool,
+        /// Grant a directory of the rack: HOST_DIR:GUEST_DIR[:ro] (repeatable).
+        #[arg(long = "allow-dir", value_name = "HOST:GUEST[:ro]")]
+        allow_dir: Vec<String>,
+    },
     /// Replace an installed plugin with a new build of it (same name; its state is kept).
     Upgrade { file: PathBuf },
     /// Remove a plugin (refused while an app has a resource of a type it serves).
@@ -50,12 +59,18 @@ pub async fn run(g: &Globals, args: PluginsArgs) -> anyhow::Result<()> {
                 output::table(&["NAME", "VERSION", "KIND", "TYPES", "STATUS"], &rows)
             );
         }
-        Some(PluginsCommand::Install { file }) => {
+        Some(PluginsCommand::Install {
+            file,
+            allow_network,
+            allow_dir,
+        }) => {
             let wasm = read(&file)?;
             if !g.json {
                 output::start(&format!("Installing {}", file.display()));
             }
-            let plugin = client.plugin_install(wasm).await?;
+            let plugin = client
+                .plugin_install_with(wasm, allow_network, &allow_dir)
+                .await?;
             if g.json {
                 return output::json(&plugin);
             }
@@ -101,6 +116,14 @@ pub async fn run(g: &Globals, args: PluginsArgs) -> anyhow::Result<()> {
                     ("Contract", p.contract.clone()),
                     ("Sha256", p.sha256.clone()),
                     ("Restarts", p.restarts.to_string()),
+                    (
+                        "Grants",
+                        if p.grants.is_empty() {
+                            "none".to_string()
+                        } else {
+                            p.grants.join(", ")
+                        },
+                    ),
                 ])
             );
         }
