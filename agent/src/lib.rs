@@ -126,14 +126,13 @@ impl Agent {
             .adopt()
             .await
             .map_err(|e| StartError::Adopt(e.to_string()))?;
-        tokio::spawn(supervisor.clone().run());
-        tracing::info!(adopted, "supervisor running");
         // Plugins load in the background: the API serves at once, plugin requests wait for
         // them, and a host that cannot start leaves the rack running without plugins (the
         // reason is logged and every plugin request answers with it).
         let plugins =
             plugins::PluginSlot::start(data_dir.clone(), config.plugins_dir.clone(), store.clone());
-        // Resources: the plugins plan, this reconciler carries the plans out.
+        // Resources: the plugins plan, this reconciler carries the plans out. Their ports are
+        // taken before any process starts.
         let resources = resources::Resources::new(
             runtime,
             repo,
@@ -143,6 +142,11 @@ impl Agent {
             options.logger_path,
             options.policy,
         );
+        if let Err(e) = resources.reserve_ports().await {
+            tracing::warn!(error = %e, "cannot read the resources' ports");
+        }
+        tokio::spawn(supervisor.clone().run());
+        tracing::info!(adopted, "supervisor running");
         tokio::spawn(resources.clone().run());
         let controllers = controllers::Controllers::new(store, config.clone())
             .with_supervisor(supervisor)

@@ -62,8 +62,16 @@ pub mod labels {
 /// The address services use to reach resources (host networking on one node).
 pub const INSTANCE_IP: &str = "127.0.0.1";
 
-/// How long a replaced or removed resource container gets between SIGTERM and SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a replaced or removed resource container gets between its stop signal and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// The stop signal of resource containers: SIGINT, the official postgres image's STOPSIGNAL
+/// (a "fast" shutdown: SIGTERM would wait for every client to disconnect); redis and memcached
+/// shut down cleanly on it too.
+const STOP_SIGNAL: u32 = 2;
+
+/// The longest a health probe may take, whatever the plan says (probes run one after another).
+const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a resource request failed.
 #[derive(Debug, thiserror::Error)]
@@ -186,17 +194,23 @@ impl Resources {
         self.wake.notify_one();
     }
 
+    /// Mark the ports of existing resources as taken (before any process is started: a resource
+    /// whose container is down must get its port back).
+    pub async fn reserve_ports(&self) -> Result<(), ResourceError> {
+        for r in self
+            .repo
+            .resources(None)
+            .await?
+            .iter()
+            .filter(|r| r.port != 0)
+        {
+            self.supervisor.ports().reserve(r.port);
+        }
+        Ok(())
+    }
+
     /// The loop: a pass on every wake-up and every second, until the process exits.
     pub async fn run(self: Arc<Self>) {
-        // Ports of existing resources are theirs for good.
-        match self.repo.resources(None).await {
-            Ok(records) => {
-                for r in records.iter().filter(|r| r.port != 0) {
-                    self.supervisor.ports().reserve(r.port);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read resource records"),
-        }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -312,8 +326,7 @@ impl Resources {
         });
         rec.kind = d.kind.clone();
         if let Some(url) = &d.override_url {
-            if !rec.objects.is_empty() {
-                self.teardown_objects(&rec, containers).await;
+            if !rec.objects.is_empty() && self.teardown_objects(&rec, containers).await.is_ok() {
                 rec.objects.clear();
             }
             rec.status = "overridden".into();
@@ -330,6 +343,11 @@ impl Resources {
                     secret: *k == "URL",
                 })
                 .collect();
+        } else if rec.status == "overridden" {
+            // `<NAME>_URL` was unset: the override's values must not be linked any more.
+            rec.outputs.clear();
+            rec.status = "pending".into();
+            rec.reason.clear();
         } else if let Err(reason) = self.carry_out(d, &mut rec, containers).await {
             if rec.status != "failed" || rec.reason != reason {
                 crate::logs::system(
@@ -443,10 +461,10 @@ impl Resources {
             }
             objects.push(o);
         }
-        // Objects the plan no longer lists.
+        // Objects the plan no longer lists (kept in the record until they are really gone).
         for old in &rec.objects {
-            if !objects.iter().any(|o| o.id == old.id) {
-                self.remove_object(old).await;
+            if !objects.iter().any(|o| o.id == old.id) && self.remove_object(old).await.is_err() {
+                objects.push(old.clone());
             }
         }
         rec.objects = objects;
@@ -529,6 +547,14 @@ impl Resources {
         c: &PlannedContainer,
         containers: &HashMap<String, ContainerInfo>,
     ) -> Result<(ResourceObject, bool), String> {
+        // Host networking: the only port that is the resource's is the one allocated for it.
+        if let Some(p) = c.ports.iter().find(|p| p.number != rec.port) {
+            return Err(format!(
+                "plugin {} planned port {} ({}) for container {}, but a resource listens only on \
+                 the port the agent allocated for it ({})",
+                rec.plugin, p.number, p.name, c.name, rec.port
+            ));
+        }
         let id = container_id(&d.app, &d.name, &c.name);
         let hash = plan_hash(c);
         let port = c.ports.first().map(|p| p.number).unwrap_or(rec.port);
@@ -544,6 +570,14 @@ impl Resources {
         let mut existing = containers.get(&id);
         if let Some(ex) = existing {
             if ex.labels.get(labels::HASH) != Some(&hash) {
+                // Keep the running container until its replacement can start at all.
+                if let Err(e) = self.runtime.image_config(&c.image).await {
+                    return Err(format!(
+                        "cannot replace container {} (kept running): image {}: {e}; load it with \
+                         `dray images import FILE.tar`",
+                        c.name, c.image
+                    ));
+                }
                 crate::logs::system(
                     &self.config,
                     &d.app,
@@ -734,7 +768,8 @@ impl Resources {
         let (ok, counts) = match &c.health {
             None => (true, true),
             Some(h) => {
-                let timeout = Duration::from_millis(u64::from(h.timeout_ms.max(100)));
+                let timeout =
+                    Duration::from_millis(u64::from(h.timeout_ms.max(100))).min(MAX_PROBE_TIMEOUT);
                 let ok = match &h.probe {
                     Probe::Exec(args) => self.exec_probe(id, args, timeout).await,
                     Probe::Tcp(port) => tokio::time::timeout(
@@ -844,12 +879,28 @@ impl Resources {
                 ("dray:resource".into(), d.name.clone()),
             ],
         };
-        let state = self
-            .rds()
-            .await
-            .ensure(&spec)
-            .await
-            .map_err(|e| e.to_string())?;
+        let state = match self.rds().await.ensure(&spec).await {
+            Ok(state) => state,
+            // A spec AWS refuses will not get better; anything else (throttling, the network,
+            // a 5xx) is retried on the next pass while the deploy's deadline runs.
+            Err(e @ dray_cloud::CloudError::InvalidSpec { .. }) => return Err(e.to_string()),
+            Err(e) if e.code().is_some_and(|c| c.starts_with("InvalidParameter")) => {
+                return Err(e.to_string())
+            }
+            Err(e) => {
+                tracing::warn!(app = %d.app, resource = %d.name, error = %e, "cloud database not ready; retrying");
+                return Ok((
+                    ResourceObject {
+                        name: db.name.clone(),
+                        kind: "cloud-database".into(),
+                        id: identifier,
+                        version: db.engine_version.clone(),
+                        ..Default::default()
+                    },
+                    false,
+                ));
+            }
+        };
         if state.is_failed() {
             return Err(format!("cloud database {identifier} is {}", state.status));
         }
@@ -888,21 +939,34 @@ impl Resources {
         ))
     }
 
-    async fn remove_object(&self, o: &ResourceObject) {
+    /// Remove one object; Err (for cloud databases) means it is still there and the removal
+    /// must be retried.
+    async fn remove_object(&self, o: &ResourceObject) -> Result<(), String> {
         match o.kind.as_str() {
-            "container" => self.stop_container(&o.id).await,
-            #[cfg(feature = "aws")]
-            "cloud-database" => {
-                if let Err(e) = self.rds().await.delete(&o.id).await {
-                    tracing::warn!(identifier = %o.id, error = %e, "cannot delete a cloud database");
-                }
+            "container" => {
+                self.stop_container(&o.id).await;
+                Ok(())
             }
-            _ => {}
+            #[cfg(feature = "aws")]
+            "cloud-database" => self.rds().await.delete(&o.id).await.map_err(|e| {
+                tracing::warn!(identifier = %o.id, error = %e, "cannot delete a cloud database");
+                e.to_string()
+            }),
+            #[cfg(not(feature = "aws"))]
+            "cloud-database" => Err(format!(
+                "cannot delete cloud database {}: this drayd was built without AWS support",
+                o.id
+            )),
+            _ => Ok(()),
         }
     }
 
     async fn stop_container(&self, id: &str) {
-        match self.runtime.stop(id, STOP_GRACE).await {
+        match self
+            .runtime
+            .stop_with_signal(id, STOP_SIGNAL, STOP_GRACE)
+            .await
+        {
             Ok(_) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) => {
@@ -921,13 +985,17 @@ impl Resources {
         self.live().remove(id);
     }
 
+    /// Remove every object of a resource; Err names what is still there.
     async fn teardown_objects(
         &self,
         rec: &ResourceRecord,
         containers: &HashMap<String, ContainerInfo>,
-    ) {
+    ) -> Result<(), String> {
+        let mut left = Vec::new();
         for o in &rec.objects {
-            self.remove_object(o).await;
+            if let Err(e) = self.remove_object(o).await {
+                left.push(e);
+            }
         }
         // Containers of the resource the record does not list.
         for c in containers.values() {
@@ -938,11 +1006,28 @@ impl Resources {
                 self.stop_container(&c.id).await;
             }
         }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(left.join("; "))
+        }
     }
 
     /// Remove a resource no release declares: its objects go, its record goes, its volumes stay.
     async fn teardown(&self, rec: &ResourceRecord, containers: &HashMap<String, ContainerInfo>) {
-        self.teardown_objects(rec, containers).await;
+        if let Err(reason) = self.teardown_objects(rec, containers).await {
+            // Keep the record (and so the retry) until the objects are really gone.
+            if rec.reason != reason {
+                let mut r = rec.clone();
+                r.status = "deleting".into();
+                r.reason = reason;
+                r.updated = Utc::now();
+                if let Err(e) = self.repo.put_resource(&r).await {
+                    tracing::warn!(app = %rec.app, resource = %rec.name, error = %e, "cannot save the resource record");
+                }
+            }
+            return;
+        }
         if rec.port != 0 {
             self.supervisor.ports().release(rec.port);
         }
@@ -964,6 +1049,9 @@ impl Resources {
     }
 
     fn delete_volumes(&self, app: &str) {
+        if app.is_empty() || app.contains('/') || app.starts_with('.') {
+            return;
+        }
         let dir = volume_root(&self.config, app);
         if dir.exists() {
             match std::fs::remove_dir_all(&dir) {

@@ -401,7 +401,8 @@ impl Rds {
         }
     }
 
-    /// Idempotent delete (skip final snapshot); Ok if already gone or already being deleted.
+    /// Idempotent delete, with a final snapshot ([`final_snapshot_name`]); Ok if already gone or
+    /// already being deleted.
     /// Returns as soon as AWS accepted the delete (the instance is then `deleting`).
     pub async fn delete(&self, identifier: &str) -> Result<(), CloudError> {
         validate_identifier(identifier)?;
@@ -410,7 +411,9 @@ impl Rds {
             .client
             .delete_db_instance()
             .db_instance_identifier(identifier)
-            .skip_final_snapshot(true)
+            // The data outlives the instance: a final snapshot, named after it and the time.
+            .skip_final_snapshot(false)
+            .final_db_snapshot_identifier(final_snapshot_name(identifier))
             .send()
             .await;
         match res {
@@ -560,6 +563,16 @@ fn identifier_problem(s: &str) -> Option<&'static str> {
 /// starting with a letter, no two consecutive hyphens, not ending with a hyphen.
 pub fn is_valid_identifier(s: &str) -> bool {
     identifier_problem(s).is_none()
+}
+
+/// The name of the final snapshot taken when `identifier` is deleted: `<identifier>-final-<unix
+/// seconds>` (a valid snapshot identifier whenever `identifier` is a valid instance identifier).
+pub fn final_snapshot_name(identifier: &str) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    format!("{identifier}-final-{secs}")
 }
 
 /// The RDS DB instance identifier of resource `resource` of app `app` in rack `rack`:

@@ -82,29 +82,36 @@ fn wire(d: &Declared, rec: Option<&ResourceRecord>, links: Vec<String>) -> dray_
 }
 
 impl Controllers {
-    /// The release whose manifest resource requests read: the one being deployed, else the
-    /// active one, else the newest.
-    async fn resource_release(&self, app: &str) -> Result<Option<dray_sdk::Release>, Error> {
+    /// The releases whose manifests resource requests read, as the reconciler does: the active
+    /// one and the one being deployed (which wins for a name both declare); with neither, the
+    /// newest (so a resource can be planned before its first promote).
+    async fn resource_releases(&self, app: &str) -> Result<Vec<dray_sdk::Release>, Error> {
         let rec = self.app_record(app).await?.value;
-        for id in [&rec.deploying, &rec.release, &rec.latest_release] {
-            if !id.is_empty() {
-                return Ok(self.repo.release(app, id).await?);
+        let mut ids: Vec<&String> = [&rec.release, &rec.deploying]
+            .into_iter()
+            .filter(|id| !id.is_empty())
+            .collect();
+        if ids.is_empty() && !rec.latest_release.is_empty() {
+            ids.push(&rec.latest_release);
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(r) = self.repo.release(app, id).await? {
+                out.push(r);
             }
         }
-        Ok(None)
+        Ok(out)
     }
 
-    /// The resources an app's release declares, with the services linking each.
+    /// The resources an app's releases declare, with the services linking each.
     async fn declared(&self, app: &str) -> Result<Vec<(Declared, Vec<String>)>, Error> {
-        let Some(release) = self.resource_release(app).await? else {
-            return Ok(Vec::new());
-        };
-        let manifest = crate::supervisor::release_manifest(&release)
-            .map_err(|e| Error::Unprocessable(e.to_string()))?;
-        let declared = declared_in(&release).map_err(|e| Error::Unprocessable(e.to_string()))?;
-        Ok(declared
-            .into_iter()
-            .map(|d| {
+        let mut out: Vec<(Declared, Vec<String>)> = Vec::new();
+        for release in self.resource_releases(app).await? {
+            let manifest = crate::supervisor::release_manifest(&release)
+                .map_err(|e| Error::Unprocessable(e.to_string()))?;
+            let declared =
+                declared_in(&release).map_err(|e| Error::Unprocessable(e.to_string()))?;
+            for d in declared {
                 let links = manifest
                     .services
                     .iter()
@@ -115,9 +122,13 @@ impl Controllers {
                             .map(move |l| format!("{svc}:{}", l.env))
                     })
                     .collect();
-                (d, links)
-            })
-            .collect())
+                match out.iter_mut().find(|(x, _)| x.name == d.name) {
+                    Some(slot) => *slot = (d, links),
+                    None => out.push((d, links)),
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn declared_one(&self, app: &str, name: &str) -> Result<(Declared, Vec<String>), Error> {

@@ -617,8 +617,10 @@ impl Supervisor {
             match spec::plan_release(&self.repo, &self.config, rec, &target).await {
                 Ok(p) => p,
                 Err(SupervisorError::Waiting(reason)) => {
-                    // Its resources are not ready yet: nothing changes, but a deploy still
-                    // honours its deadline and `apps cancel`.
+                    // Its resources are not ready yet: nothing starts or stops, the running
+                    // processes keep their health checks, and a deploy still honours its
+                    // deadline and `apps cancel`.
+                    self.check_health(&rec.name).await;
                     if !rec.deploying.is_empty() {
                         self.deploy_waiting(rec, &reason).await?;
                     }

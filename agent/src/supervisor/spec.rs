@@ -185,7 +185,7 @@ pub fn link_resources(
             let r = resources
                 .iter()
                 .find(|r| r.name == link.resource)
-                .filter(|r| !r.outputs.is_empty())
+                .filter(|r| !r.outputs.is_empty() && r.status != "overridden")
                 .ok_or_else(
                     || match resources.iter().find(|r| r.name == link.resource) {
                         Some(r) if r.status == "failed" => LinkError::Failed(format!(
