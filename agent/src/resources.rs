@@ -70,6 +70,9 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 /// shut down cleanly on it too.
 const STOP_SIGNAL: u32 = 2;
 
+/// How long a resource container may stay created-but-not-running before it is replaced.
+const STUCK_AFTER: Duration = Duration::from_secs(60);
+
 /// The longest a health probe may take, whatever the plan says (probes run one after another).
 const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -474,7 +477,31 @@ impl Resources {
             } else {
                 "unhealthy".into()
             };
-            rec.reason = format!("waiting for {} to be healthy", waiting.join(", "));
+            rec.reason = {
+                let live = self.live();
+                let parts: Vec<String> = waiting
+                    .iter()
+                    .map(|name| {
+                        let id = container_id(&d.app, &d.name, name);
+                        match live.get(&id) {
+                            Some(l) if l.restart_at.is_some() => format!(
+                                "{name} exited with code {}; restarting in {}s",
+                                l.exit_code
+                                    .map(|c| c.to_string())
+                                    .unwrap_or_else(|| "?".into()),
+                                l.restart_at
+                                    .map(|t| t.saturating_duration_since(Instant::now()).as_secs())
+                                    .unwrap_or(0)
+                            ),
+                            Some(l) if l.failures > 0 => {
+                                format!("{name} failed {} health checks", l.failures)
+                            }
+                            _ => format!("{name} is starting"),
+                        }
+                    })
+                    .collect();
+                format!("waiting: {}", parts.join(", "))
+            };
             return Ok(());
         }
         let realized = realized(rec);
@@ -613,6 +640,18 @@ impl Resources {
                 Ok((object, healthy))
             }
             Some(TaskStatus::Created) | Some(TaskStatus::Paused) | Some(TaskStatus::Unknown) => {
+                // Normally a moment between create and start; one stuck there (the agent died
+                // in between) is replaced after a minute.
+                let stuck = {
+                    let mut live = self.live();
+                    let l = live.entry(id.clone()).or_insert_with(|| Live::new(now));
+                    l.started_at.elapsed() > STUCK_AFTER
+                };
+                if stuck {
+                    tracing::warn!(container = %id, "resource container stuck before running; replacing it");
+                    self.stop_container(&id).await;
+                    self.start_container(d, rec, c, &id, &hash).await?;
+                }
                 Ok((object, false))
             }
             Some(TaskStatus::Stopped) | None if existing.is_some() => {
