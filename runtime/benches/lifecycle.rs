@@ -1,6 +1,7 @@
 //! Container lifecycle benchmark against a private containerd (harness = false):
 //! create+start and the full lifecycle (create, start, wait, delete) through `dray-runtime`,
-//! side by side with `ctr run --rm` of the same image and command on the same daemon.
+//! with and without a `binary://` logger, side by side with `ctr run --rm` of the same image and
+//! command on the same daemon.
 //! Prints medians; asserts nothing (target: create+start <= 60 ms on the 2-core machine).
 
 use std::time::{Duration, Instant};
@@ -70,6 +71,24 @@ fn main() {
             r.remove(&id).await.expect("remove");
             full.push(t.elapsed());
         }
+        // The same with output through a `binary://` logger started by the shim (what every
+        // Dray process has): the difference is the logger's start, which tasks.create waits for.
+        let logger = std::path::PathBuf::from(env!("CARGO_BIN_EXE_dray-test-logger"));
+        let log_file = tmp.path().join("bench-logger.log");
+        let mut with_logger = Vec::new();
+        for i in 0..n {
+            let id = format!("bench-log-{i}");
+            let mut s = spec(id.clone());
+            s.log = dray_runtime::Log::Binary {
+                path: logger.clone(),
+                args: vec![("file".into(), log_file.display().to_string())],
+            };
+            let t = Instant::now();
+            r.run(&s).await.expect("run with a logger");
+            with_logger.push(t.elapsed());
+            r.wait(&id).await.expect("wait");
+            r.remove(&id).await.expect("remove");
+        }
         let mut ctr = Vec::new();
         for i in 0..n {
             let t = Instant::now();
@@ -90,6 +109,7 @@ fn main() {
         println!();
         stats("dray-runtime create+start (run)", create_start);
         stats("dray-runtime full lifecycle (run+wait+remove)", full);
+        stats("dray-runtime create+start, binary:// logger", with_logger);
         stats("ctr run --rm (process wall, full lifecycle)", ctr);
     });
 }
