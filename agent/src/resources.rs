@@ -262,6 +262,7 @@ impl Resources {
             .collect();
         let mut keep: BTreeSet<(String, String)> = BTreeSet::new();
         let app_names: BTreeSet<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+        let mut work = Vec::new();
         for app in &apps {
             let Some(declared) = self.declared(app).await else {
                 keep.extend(
@@ -277,8 +278,19 @@ impl Resources {
                 let key = (app.name.clone(), name);
                 let rec = records.remove(&key);
                 keep.insert(key);
-                self.reconcile_one(&d, rec, &containers).await;
+                work.push((d, rec));
             }
+        }
+        // A few at a time: a plugin call that runs to its deadline or a slow probe holds up only
+        // its own resource.
+        {
+            use futures::StreamExt;
+            let containers = &containers;
+            futures::stream::iter(work)
+                .for_each_concurrent(4, |(d, rec)| async move {
+                    self.reconcile_one(&d, rec, containers).await;
+                })
+                .await;
         }
         // Resources no release declares any more: remove their objects, keep their data.
         for ((app, _), rec) in records {
