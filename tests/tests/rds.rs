@@ -1,5 +1,6 @@
-//! A cloud database that takes its time, end to end: a real drayd (built with `aws`) talks to
-//! moto through `SlowStandIn`, which says `creating` for the first describes as a real RDS does
+//! `rds-postgres` resources end to end: a real drayd (built with `aws`) creates, links and
+//! deletes an RDS instance through moto's server mode; and a cloud database that takes its time:
+//! moto behind `SlowStandIn`, which says `creating` for the first describes as a real RDS does
 //! for minutes. A deploy whose service links it waits (the resource `provisioning`, the app
 //! `updating`, `dray releases promote` still running) and goes live once the instance is
 //! available; an instance that never becomes available rolls the deploy back at its
@@ -246,4 +247,99 @@ async fn a_deploy_whose_rds_instance_never_becomes_available_rolls_back_at_its_t
         "a process of the rolled-back release: {procs:?}"
     );
     assert!(standin.describes() >= 2, "polled: {}", standin.describes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rds_postgres_is_created_linked_and_deleted_through_the_aws_api() {
+    let moto = Moto::start();
+    let endpoint = moto.endpoint();
+    let rack = Rack::start_with_env(
+        &["--aws-endpoint", &endpoint, "--aws-region", REGION],
+        &[
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", ACCESS_KEY),
+        ],
+    )
+    .await;
+    let busybox = busybox_archive(rack.dir.path());
+    stdout_ok(&rack.dray(&["apps", "create", "billing"]));
+    let release = rack.import_build("billing", &busybox, WITH_LEDGER);
+    // The plan asks for a cloud database, not a container.
+    let plan = stdout_ok(&rack.dray(&["resources", "plan", "ledger", "-a", "billing"]));
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let db = &plan["plan"]["objects"][0]["CloudDatabase"];
+    assert_eq!(db["engine"], "postgres", "{plan}");
+    assert_eq!(db["instance_class"], "db.t3.micro", "{plan}");
+    stdout_ok(&rack.dray(&[
+        "releases",
+        "promote",
+        &release,
+        "-a",
+        "billing",
+        "--timeout",
+        "120",
+    ]));
+    let r = rack.client().resource("billing", "ledger").await.unwrap();
+    assert_eq!(r.status, "running", "{r:?}");
+    assert_eq!(r.objects[0].kind, "cloud-database");
+    let id = r.objects[0].id.clone();
+    assert!(id.starts_with("dray-"), "{id}");
+    let host = r
+        .outputs
+        .iter()
+        .find(|o| o.key == "HOST")
+        .unwrap()
+        .value
+        .clone();
+    assert!(!host.is_empty());
+    assert!(r.url.ends_with("/app?sslmode=require"), "{}", r.url);
+    // The instance exists in the AWS API, and the app got its address.
+    let rds = dray_cloud::Rds::new(&moto.rds_config()).await;
+    let state = rds
+        .describe(&id)
+        .await
+        .unwrap()
+        .expect("the instance exists");
+    assert_eq!(
+        state.endpoint.as_ref().map(|e| e.0.clone()),
+        Some(host.clone())
+    );
+    let env = stdout_ok(&rack.dray(&[
+        "exec",
+        "app",
+        "-a",
+        "billing",
+        "sh",
+        "-c",
+        "echo $LEDGER_HOST $LEDGER_USER",
+    ]));
+    assert_eq!(env, format!("{host} app\n"));
+
+    // The resource leaves the manifest: the instance is deleted.
+    let release2 = rack.import_build("billing", &busybox, PLAIN);
+    stdout_ok(&rack.dray(&[
+        "releases",
+        "promote",
+        &release2,
+        "-a",
+        "billing",
+        "--timeout",
+        "120",
+    ]));
+    eventually(
+        "the instance to be deleted",
+        Duration::from_secs(30),
+        || {
+            let rds = rds.clone();
+            let id = id.clone();
+            async move {
+                match rds.describe(&id).await {
+                    Ok(None) => Some(()),
+                    Ok(Some(s)) if s.status == "deleting" => Some(()),
+                    _ => None,
+                }
+            }
+        },
+    )
+    .await;
 }
