@@ -104,6 +104,9 @@ struct Live {
     backoff: Backoff,
     restart_at: Option<Instant>,
     exit_code: Option<u32>,
+    /// The last failure to start the container and when to try again (with the crash backoff,
+    /// so a missing image is not asked for every second).
+    start_error: Option<(Instant, String)>,
 }
 
 impl Live {
@@ -116,6 +119,7 @@ impl Live {
             backoff: Backoff::default(),
             restart_at: None,
             exit_code: None,
+            start_error: None,
         }
     }
 }
@@ -180,6 +184,12 @@ impl Resources {
     /// been fixed since: an image imported, a plugin installed), so the deploy does not fail on
     /// a stale reason. Then wake the loop.
     pub async fn retry_failed(&self, app: &str) -> Result<(), ResourceError> {
+        let prefix = format!("{app}.resource.");
+        for (id, l) in self.live().iter_mut() {
+            if id.starts_with(&prefix) {
+                l.start_error = None;
+            }
+        }
         for mut rec in self.repo.resources(Some(app)).await? {
             if rec.status == "failed" {
                 rec.status = "pending".into();
@@ -772,6 +782,11 @@ impl Resources {
         l.insert(labels::PORT.into(), rec.port.to_string());
         let restarted = {
             let live = self.live();
+            if let Some((retry_at, why)) = live.get(id).and_then(|l| l.start_error.as_ref()) {
+                if *retry_at > Instant::now() {
+                    return Err(why.clone());
+                }
+            }
             live.get(id).is_some_and(|l| l.restart_at.is_some())
         };
         match self.runtime.run(&spec).await {
@@ -784,6 +799,7 @@ impl Resources {
                 l.failures = 0;
                 l.last_probe = None;
                 l.restart_at = None;
+                l.start_error = None;
                 drop(live);
                 crate::logs::system(
                     &self.config,
@@ -806,10 +822,18 @@ impl Resources {
                 } else {
                     String::new()
                 };
-                Err(format!(
+                let why = format!(
                     "cannot start container {} from image {}: {e}{hint}",
                     c.name, c.image
-                ))
+                );
+                let now = Instant::now();
+                let mut live = self.live();
+                let l = live.entry(id.to_string()).or_insert_with(|| Live::new(now));
+                let delay = l
+                    .backoff
+                    .crashed(&self.policy, now, now, rand::rng().random::<f64>());
+                l.start_error = Some((now + delay, why.clone()));
+                Err(why)
             }
         }
     }
