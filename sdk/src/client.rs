@@ -620,25 +620,21 @@ impl Client {
 
     /// Open a data session on a resource, speaking the exec protocol: `op` is `export` (the
     /// dump arrives as stdout frames), `import` (send the dump as stdin frames, then an empty
-    /// frame) or `console` (a TTY of `size`; no TTY when `size` is `None`).
+    /// frame) or `console` (with a TTY of `size` when `tty`; without one for piped input).
     pub async fn resource_socket(
         &self,
         app: &str,
         resource: &str,
         op: &str,
+        tty: bool,
         size: Option<(u16, u16)>,
     ) -> Result<ExecSocket, ClientError> {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         let path = if op == "console" {
-            match size {
-                Some((w, h)) => {
-                    q.append_pair("width", &w.to_string());
-                    q.append_pair("height", &h.to_string());
-                }
-                // No terminal here: no TTY there either (input is piped in).
-                None => {
-                    q.append_pair("tty", "false");
-                }
+            q.append_pair("tty", if tty { "true" } else { "false" });
+            if let Some((w, h)) = size {
+                q.append_pair("width", &w.to_string());
+                q.append_pair("height", &h.to_string());
             }
             format!("/apps/{}/resources/{}/console", seg(app), seg(resource))
         } else {

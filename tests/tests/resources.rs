@@ -248,6 +248,45 @@ async fn postgres_resource_is_provisioned_linked_and_keeps_data_across_restart_a
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("42"), "{text}");
 
+    // With a terminal (script(1) gives dray one), psql runs interactively on a TTY.
+    let mut script = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "{} resources console database -a shop",
+                dray_tests::bin("dray").display()
+            ),
+            "/dev/null",
+        ])
+        .env("DRAY_HOST", rack.url())
+        .env("DRAY_TOKEN", &rack.token)
+        .env("DRAY_CONFIG", rack.config_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    // Type once psql is up (a terminal user would), then leave.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    {
+        use std::io::Write;
+        let mut stdin = script.stdin.take().unwrap();
+        stdin.write_all(b"SELECT 6 * 7 AS answer;\n").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        stdin.write_all(b"\\q\n").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let script = tokio::task::spawn_blocking(move || script.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&script.stdout);
+    assert!(
+        text.contains("psql (") && text.contains("42"),
+        "an interactive psql: {text:?} / {:?}",
+        String::from_utf8_lossy(&script.stderr)
+    );
+
     // The data is on a volume under the data dir.
     let volume = rack.data_dir().join("volumes/shop/database/data/pgdata");
     assert!(volume.join("PG_VERSION").exists(), "{}", volume.display());

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 
-use super::run::{session, terminal_size, Input};
+use super::run::{session, terminal, Input};
 use super::Globals;
 use crate::output;
 
@@ -125,7 +125,9 @@ pub async fn run(g: &Globals, args: ResourcesArgs) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&plan)?);
         }
         Some(ResourcesCommand::Export { name, file }) => {
-            let socket = client.resource_socket(&app, &name, "export", None).await?;
+            let socket = client
+                .resource_socket(&app, &name, "export", false, None)
+                .await?;
             let Some(file) = file else {
                 return session(socket, false, Input::Nothing, &mut std::io::stdout()).await;
             };
@@ -174,7 +176,9 @@ pub async fn run(g: &Globals, args: ResourcesArgs) -> anyhow::Result<i32> {
                 }
                 None => Input::Stdin,
             };
-            let socket = client.resource_socket(&app, &name, "import", None).await?;
+            let socket = client
+                .resource_socket(&app, &name, "import", false, None)
+                .await?;
             if !g.json {
                 output::start(&format!("Importing data into {name}"));
             }
@@ -189,9 +193,11 @@ pub async fn run(g: &Globals, args: ResourcesArgs) -> anyhow::Result<i32> {
             }
         }
         Some(ResourcesCommand::Console { name }) => {
-            let size = terminal_size();
-            let socket = client.resource_socket(&app, &name, "console", size).await?;
-            return session(socket, size.is_some(), Input::Stdin, &mut std::io::stdout()).await;
+            let (tty, size) = terminal();
+            let socket = client
+                .resource_socket(&app, &name, "console", tty, size)
+                .await?;
+            return session(socket, tty, Input::Stdin, &mut std::io::stdout()).await;
         }
     }
     Ok(0)

@@ -109,8 +109,7 @@ fn output_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 
 /// Run `command` in process `pid` with this terminal attached; returns the remote exit code.
 async fn attach(client: &Client, app: &str, pid: &str, command: &str) -> anyhow::Result<i32> {
-    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let size = if tty { term::size() } else { None };
+    let (tty, size) = terminal();
     // Fails here (no such process, bad command) before the terminal is touched.
     let socket = client.exec_socket(app, pid, command, tty, size).await?;
     session(socket, tty, Input::Stdin, &mut std::io::stdout()).await
@@ -126,14 +125,10 @@ pub enum Input {
     Nothing,
 }
 
-/// The local terminal's size, when stdin and stdout are a terminal.
-pub fn terminal_size() -> Option<(u16, u16)> {
+/// Whether stdin and stdout are a terminal, and its size when it has one.
+pub fn terminal() -> (bool, Option<(u16, u16)>) {
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if tty {
-        term::size()
-    } else {
-        None
-    }
+    (tty, if tty { term::size() } else { None })
 }
 
 /// Drive an open exec-protocol socket: `input` goes to the remote stdin, stream 1 to `out`,

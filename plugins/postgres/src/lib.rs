@@ -384,8 +384,9 @@ impl ResourcePlugin for Postgres {
                     .collect(),
                 false,
             ),
+            // No pager: database images rarely ship one (`sh: pager: not found`).
             DataOpKind::Console => (
-                ["psql"]
+                ["psql", "-P", "pager=off"]
                     .iter()
                     .chain(conn.iter())
                     .chain(["-d", DATABASE].iter())
