@@ -355,7 +355,10 @@ impl Resources {
                 rec.objects.clear();
             }
             rec.status = "overridden".into();
-            rec.reason = format!("{}_URL is set in the app's env", env_prefix(&d.name));
+            rec.reason = format!(
+                "{}_URL is set in the app's env",
+                dray_manifest::env_prefix(&d.name)
+            );
             rec.outputs = ["URL", "USER", "PASS", "HOST", "PORT", "NAME"]
                 .iter()
                 .map(|k| ResourceOutput {
@@ -1212,7 +1215,7 @@ impl Resources {
             return Err(ResourceError::Invalid(format!(
                 "resource {} is replaced by {}_URL in the app's env; run the command against that database instead",
                 d.name,
-                env_prefix(&d.name)
+                dray_manifest::env_prefix(&d.name)
             )));
         }
         if rec.status != "running" {
@@ -1300,11 +1303,6 @@ fn realized(rec: &ResourceRecord) -> Realized {
             })
             .collect(),
     }
-}
-
-/// `NAME` upper-cased with `-` as `_`.
-fn env_prefix(name: &str) -> String {
-    dray_manifest::env_prefix(name)
 }
 
 /// The containerd id of a resource container: `<app>.resource.<name>.<object>`.

@@ -463,8 +463,9 @@ fn tar_header(path: &str, kind: tar::EntryType, mode: u32, size: u64) -> tar::He
     h
 }
 
-/// True when an ELF64 binary has a PT_INTERP program header (i.e. is dynamically linked).
-fn has_interpreter(elf: &[u8]) -> bool {
+/// True when an ELF64 binary has a PT_INTERP program header (i.e. is dynamically linked). Also
+/// used by the resource test images of `dray-tests`.
+pub fn has_interpreter(elf: &[u8]) -> bool {
     let u16_at = |o: usize| {
         elf.get(o..o + 2)
             .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)

@@ -444,7 +444,7 @@ impl Rootfs {
             .unwrap_or_else(|| panic!("busybox is not installed: {APT_INSTALL}"));
         let elf = std::fs::read(busybox).expect("read busybox");
         assert!(
-            !has_interpreter(&elf),
+            !dray_runtime::testing::has_interpreter(&elf),
             "{} is dynamically linked: {APT_INSTALL}",
             busybox.display()
         );
@@ -565,30 +565,8 @@ fn is_dynamic_elf(path: &Path) -> bool {
     let n = f.read(&mut head).unwrap_or(0);
     head.truncate(n);
     // ET_DYN (shared objects, PIE executables) or an interpreter (dynamic executables).
-    head.starts_with(b"\x7fELF") && (head.get(16) == Some(&3) || has_interpreter(&head))
-}
-
-/// True when an ELF64 binary has a PT_INTERP program header (i.e. is dynamically linked).
-fn has_interpreter(elf: &[u8]) -> bool {
-    let u16_at = |o: usize| {
-        elf.get(o..o + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-    };
-    let u64_at = |o: usize| {
-        elf.get(o..o + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize)
-    };
-    if elf.get(..4) != Some(b"\x7fELF".as_slice()) || elf.get(4) != Some(&2) {
-        return false;
-    }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
-    else {
-        return false;
-    };
-    (0..phnum).any(|i| {
-        let o = phoff + i * phentsize;
-        elf.get(o..o + 4) == Some(&3u32.to_le_bytes()[..])
-    })
+    head.starts_with(b"\x7fELF")
+        && (head.get(16) == Some(&3) || dray_runtime::testing::has_interpreter(&head))
 }
 
 /// `sha256:<hex>` of a file, with coreutils' `sha256sum` (fast even in debug builds).
