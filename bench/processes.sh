@@ -2,9 +2,11 @@
 # Process benchmarks, side by side in one run, on a private containerd (own socket, root, state
 # and namespace in a temp dir) and a release-built drayd on loopback:
 #   (a) `dray run web true` (attached, end to end) vs `ctr run --rm` of the same image and command
-#   (b) create+start of one process inside the agent (drayd's dray_container_start_seconds over
-#       the runs of (a)), and the raw dray-runtime create+start (`cargo bench -p dray-runtime
-#       --bench lifecycle`, skipped with LIFECYCLE=0)
+#   (b) create+start of one process inside the agent: the median of the `elapsed_ms` drayd logs
+#       for each container it starts, over the runs of (a) (and the dray_container_start_seconds
+#       histogram's mean beside it; each one-off joins the shim of the running `web` process),
+#       and the raw dray-runtime create+start (`cargo bench -p dray-runtime --bench lifecycle`,
+#       skipped with LIFECYCLE=0)
 #   (c) `dray scale web --count 20` until all 20 run, and back to 1
 #   (d) drayd RSS idle (no processes), with 1 and with 100 processes
 # Usage: bench/processes.sh [RUNS]   (default 20; needs root, containerd, runc, busybox-static,
@@ -111,7 +113,8 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 TOKEN=bench-$RANDOM$RANDOM$RANDOM
 env -u DRAY_CONFIG -u DRAY_TOKEN -u DRAY_HOST "$REL/drayd" --data-dir "$DIR/data" \
   --listen "127.0.0.1:$PORT" --token "$TOKEN" --containerd-socket "$SOCK" \
-  --containerd-namespace "$NS" --port-range 41000-41999 --log-level warn 2>"$DIR/drayd.log" &
+  --containerd-namespace "$NS" --port-range 41000-41999 --log-format json --log-level warn,dray_runtime::container=info \
+  2>"$DIR/drayd.log" &
 DRAYD=$!
 export DRAY_HOST=http://127.0.0.1:$PORT DRAY_TOKEN=$TOKEN DRAY_CONFIG=$DIR/cli
 for _ in $(seq 200); do curl -fs "$DRAY_HOST/health" >/dev/null && break; sleep 0.05; done
@@ -147,6 +150,7 @@ for i in 1 2; do
 done
 S0=$(metric dray_container_start_seconds_sum); C0=$(metric dray_container_start_seconds_count)
 F0=$(metric 'dray_container_start_seconds_bucket{le="0.05"}')
+L0=$(wc -l <"$DIR/drayd.log")
 : >"$DIR/a-dray"; : >"$DIR/a-ctr"; : >"$DIR/a-ps"; : >"$DIR/a-ccreate"; : >"$DIR/a-tstart"; : >"$DIR/a-trm"; : >"$DIR/a-ctrv"
 for i in $(seq "$RUNS"); do
   t0=$(now_ms); $DRAY run -a bench web true >/dev/null; echo $(( $(now_ms) - t0 )) >>"$DIR/a-dray"
@@ -173,6 +177,12 @@ F1=$(metric 'dray_container_start_seconds_bucket{le="0.05"}')
 B_N=$(awk -v a="$C0" -v b="$C1" 'BEGIN {print b - a}')
 B_MEAN=$(awk -v a="$S0" -v b="$S1" -v n="$B_N" 'BEGIN {printf "%.1f", 1000 * (b - a) / n}')
 B_LE50=$(awk -v a="$F0" -v b="$F1" 'BEGIN {print b - a}')
+# Each start's own latency, as drayd logs it ("container started", elapsed_ms), during (a) only.
+tail -n +"$((L0 + 1))" "$DIR/drayd.log" |
+  jq -r 'select(.message == "container started") | .elapsed_ms' 2>/dev/null >"$DIR/b-starts" || true
+B_N_LOG=$(wc -l <"$DIR/b-starts")
+[ "$B_N_LOG" -gt 0 ] || { echo "drayd logged no container starts during (a)" >&2; exit 1; }
+B_MEDIAN=$(median <"$DIR/b-starts" | awk '{printf "%.1f", $1}')
 
 # --- (c) scale 1 -> 20 until 20 run, then back to 1 ---
 echo "(c) scale 20 and back..." >&2
@@ -199,9 +209,12 @@ LC_MEDIAN=''
 if [ "$LIFECYCLE" = 1 ]; then
   echo "(b) cargo bench -p dray-runtime --bench lifecycle..." >&2
   LC_OUT=$(DRAY_BENCH_N=$RUNS cargo bench -q -p dray-runtime --bench lifecycle 2>/dev/null)
-  LC_MEDIAN=$(echo "$LC_OUT" | awk '/^dray-runtime create\+start/ {for (i = 1; i < NF; i++) if ($i == "median") print $(i+1)}')
-  LC_FULL=$(echo "$LC_OUT" | awk '/^dray-runtime full lifecycle/ {for (i = 1; i < NF; i++) if ($i == "median") print $(i+1)}')
-  LC_CTR=$(echo "$LC_OUT" | awk '/^ctr run --rm/ {for (i = 1; i < NF; i++) if ($i == "median") print $(i+1)}')
+  lc() { echo "$LC_OUT" | awk -v p="$1" 'index($0, p) == 1 {for (i = 1; i < NF; i++) if ($i == "median") print $(i+1)}'; }
+  LC_MEDIAN=$(lc "dray-runtime create+start, binary:// logger")
+  LC_OWN=$(lc "create+start, logger, own shim")
+  LC_JOINED=$(lc "create+start, logger, joining a running shim")
+  LC_FULL=$(lc "dray-runtime full lifecycle")
+  LC_CTR=$(lc "ctr run --rm")
 fi
 
 # --- the table ---
@@ -213,14 +226,16 @@ row "measurement" "dray" "peer / target" "ratio / verdict"
 row "---" "---" "---" "---"
 row "(a) dray run web true vs ctr run --rm --net-host, median" "$A_DRAY ms" "$A_CTR ms (ctr)" "$(verdict "$A_DRAY" "$A_CTR")"
 row "    dray ps (CLI start + one API call), median" "$A_PS ms" "-" "-"
-row "(b) create+start in drayd, histogram mean of $B_N runs of (a)" "$B_MEAN ms" "60 ms" "$(verdict "$B_MEAN" 60)"
+row "(b) create+start in drayd, median of $B_N_LOG runs of (a)" "$B_MEDIAN ms" "60 ms" "$(verdict "$B_MEDIAN" 60)"
+row "    the same, dray_container_start_seconds mean of $B_N" "$B_MEAN ms" "-" "-"
 row "    of those, <= 50 ms (histogram bucket)" "$B_LE50 / $B_N" "-" "-"
 row "    ctr containers create (one ctr call), median" "-" "$A_CCREATE ms" "-"
 row "    ctr tasks start -d (task create + start), median" "-" "$A_TSTART ms" "-"
 row "    ctr tasks delete -f + containers delete, median" "-" "$A_TRM ms" "-"
 row "    ctr version (ctr CLI start + one gRPC call), median" "-" "$A_CTRV ms" "-"
 if [ -n "$LC_MEDIAN" ]; then
-  row "    dray-runtime create+start (lifecycle bench), median" "$LC_MEDIAN ms" "60 ms" "$(verdict "$LC_MEDIAN" 60)"
+  row "    dray-runtime create+start, logger (lifecycle bench), median" "$LC_MEDIAN ms" "60 ms" "$(verdict "$LC_MEDIAN" 60)"
+  row "    the same, own shim / joining a running shim, interleaved" "$LC_JOINED ms" "$LC_OWN ms (own)" "$(verdict "$LC_JOINED" "$LC_OWN")"
   row "    dray-runtime create+start+wait+remove, median" "$LC_FULL ms" "$LC_CTR ms (ctr)" "$(verdict "$LC_FULL" "$LC_CTR")"
 fi
 row "(c) scale 1 -> 20 until 20 running" "$C_UP ms" "5000 ms" "$(verdict "$C_UP" 5000)"

@@ -1,7 +1,8 @@
 //! Container lifecycle benchmark against a private containerd (harness = false):
 //! create+start and the full lifecycle (create, start, wait, delete) through `dray-runtime`,
-//! with and without a `binary://` logger, side by side with `ctr run --rm` of the same image and
-//! command on the same daemon.
+//! with and without a `binary://` logger, with a shim of its own and joining the running shim
+//! of another container (as the agent's one-off processes do), side by side with `ctr run --rm`
+//! of the same image and command on the same daemon.
 //! Prints medians; asserts nothing (target: create+start <= 60 ms on the 2-core machine).
 
 use std::time::{Duration, Instant};
@@ -89,6 +90,34 @@ fn main() {
             r.wait(&id).await.expect("wait");
             r.remove(&id).await.expect("remove");
         }
+        // Joining a running shim (`shim_of`, as a one-off joins its service's process), against a
+        // shim of its own, interleaved so both see the same machine; both with the logger.
+        let mut host = spec("shim-host".into());
+        host.args = vec!["/bin/sleep".into(), "3600".into()];
+        r.run(&host).await.expect("run the shim's host");
+        let mut own = Vec::new();
+        let mut joined = Vec::new();
+        for i in 0..2 * n {
+            let id = format!("bench-shim-{i}");
+            let mut s = spec(id.clone());
+            s.log = dray_runtime::Log::Binary {
+                path: logger.clone(),
+                args: vec![("file".into(), log_file.display().to_string())],
+            };
+            if i % 2 == 1 {
+                s.shim_of = Some("shim-host".into());
+            }
+            let t = Instant::now();
+            r.run(&s).await.expect("run");
+            let v = if i % 2 == 1 { &mut joined } else { &mut own };
+            v.push(t.elapsed());
+            assert_eq!(r.wait(&id).await.expect("wait"), 0);
+            r.remove(&id).await.expect("remove");
+        }
+        r.stop("shim-host", Duration::from_millis(100))
+            .await
+            .expect("stop the shim's host");
+        r.remove("shim-host").await.expect("remove the shim's host");
         let mut ctr = Vec::new();
         for i in 0..n {
             let t = Instant::now();
@@ -110,6 +139,8 @@ fn main() {
         stats("dray-runtime create+start (run)", create_start);
         stats("dray-runtime full lifecycle (run+wait+remove)", full);
         stats("dray-runtime create+start, binary:// logger", with_logger);
+        stats("create+start, logger, own shim (interleaved)", own);
+        stats("create+start, logger, joining a running shim", joined);
         stats("ctr run --rm (process wall, full lifecycle)", ctr);
     });
 }

@@ -114,6 +114,14 @@ pub struct ContainerSpec {
     pub host_network: bool,
     /// Bind mounts (persistent volumes).
     pub mounts: Vec<Mount>,
+    /// Run under the `containerd-shim-runc-v2` process of the container with this id instead of
+    /// a new shim (the runc shim's `io.containerd.runc.v2.group` annotation, the mechanism CRI
+    /// uses for the containers of a pod). Joining a live shim skips the shim's spawn (~7 ms of a
+    /// ~60 ms start on the 2-core machine) and its ~15 MB of memory; if that shim is gone, a new
+    /// one is started for the group as usual. A shim that dies takes every container it hosts
+    /// with it, so only short-lived containers should join another's shim. `None`: a shim of its
+    /// own.
+    pub shim_of: Option<String>,
 }
 
 impl ContainerSpec {
@@ -138,6 +146,7 @@ impl ContainerSpec {
             privileged: false,
             host_network: true,
             mounts: Vec::new(),
+            shim_of: None,
         }
     }
 }
@@ -400,6 +409,11 @@ impl Runtime {
             return Err(RuntimeError::InvalidSpec(format!(
                 "invalid container id {:?}",
                 spec.id
+            )));
+        }
+        if let Some(group) = spec.shim_of.as_deref().filter(|g| !valid_id(g)) {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "invalid shim group (a container id) {group:?}"
             )));
         }
         if let Log::Binary { path, .. } = &spec.log {

@@ -44,7 +44,9 @@ pub use error::RuntimeError;
 pub use events::TaskEvent;
 pub use exec::{ExecHandle, ExecSpec, ProcessIo};
 pub use image::{Image, ImageConfig};
-pub use spec::{default_capability_mask, default_seccomp, DEFAULT_CAPABILITIES};
+pub use spec::{
+    default_capability_mask, default_seccomp, DEFAULT_CAPABILITIES, SHIM_GROUP_ANNOTATION,
+};
 
 /// Snapshotter used for every image and container.
 pub const SNAPSHOTTER: &str = "overlayfs";

@@ -478,8 +478,17 @@ pub(crate) fn build(
         let hostname: String = spec.id.chars().take(63).collect();
         out["hostname"] = json!(hostname);
     }
+    if let Some(group) = &spec.shim_of {
+        out["annotations"] = json!({ SHIM_GROUP_ANNOTATION: group });
+    }
     out
 }
+
+/// The OCI annotation containerd 1.6's runc shim (`runtime/v2/runc/v2/manager` `groupLabels`)
+/// reads to host a container in an existing shim: the shim's socket address is derived from the
+/// group instead of the container id, so the group of a container started without it is its own
+/// id.
+pub const SHIM_GROUP_ANNOTATION: &str = "io.containerd.runc.v2.group";
 
 #[cfg(test)]
 mod tests {

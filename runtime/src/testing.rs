@@ -463,6 +463,15 @@ fn tar_header(path: &str, kind: tar::EntryType, mode: u32, size: u64) -> tar::He
     h
 }
 
+/// The parent pid of host process `pid` (for a container's init: its shim), from
+/// `/proc/PID/stat`; None when the process is gone.
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split(' ').nth(1)?.parse().ok()
+}
+
 /// True when an ELF64 binary has a PT_INTERP program header (i.e. is dynamically linked). Also
 /// used by the resource test images of `dray-tests`.
 pub fn has_interpreter(elf: &[u8]) -> bool {

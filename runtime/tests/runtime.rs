@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::{read_all, setup, spec};
 use dray_runtime::testing::{
-    busybox_docker_archive, busybox_image, TestContainerd, BUSYBOX_DOCKER_IMAGE, BUSYBOX_IMAGE,
+    busybox_docker_archive, busybox_image, parent_pid, TestContainerd, BUSYBOX_DOCKER_IMAGE,
+    BUSYBOX_IMAGE,
 };
 use dray_runtime::{ExecSpec, Log, Mount, Runtime, RuntimeError, TaskEvent, TaskStatus};
 use tokio::io::AsyncWriteExt;
@@ -750,4 +751,110 @@ async fn create_start_latency_is_printed() {
         samples[0].as_secs_f64() * 1e3,
         samples[9].as_secs_f64() * 1e3
     );
+}
+
+/// Shim processes serving this test's containerd.
+fn shims(ctd: &TestContainerd) -> Vec<u32> {
+    let sock = ctd.socket().to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains("containerd-shim-runc-v2") && cmd.contains(&sock) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_container_can_join_another_containers_shim() {
+    let mut env = setup().await;
+    let rt = &env.rt;
+    let host = rt.run(&spec("host", &["sleep", "100"])).await.unwrap();
+    let mut g = spec("guest", &["sleep", "100"]);
+    g.shim_of = Some("host".into());
+    let guest = rt.run(&g).await.unwrap();
+    let shim = parent_pid(host.pid).unwrap();
+    assert_eq!(
+        parent_pid(guest.pid).unwrap(),
+        shim,
+        "the guest runs under the host's shim"
+    );
+    assert_eq!(shims(&env.ctd), vec![shim], "no second shim was spawned");
+    // Exec works in a guest.
+    let mut h = rt
+        .exec(
+            "guest",
+            &ExecSpec {
+                args: vec!["echo".into(), "in-guest".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let out = read_all(h.stdout.take()).await;
+    assert_eq!((out.as_str(), h.wait().await.unwrap()), ("in-guest\n", 0));
+
+    // containerd restarts: both tasks are found again through the one shim.
+    env.ctd.restart().await;
+    let rt = env.ctd.runtime().await;
+    for (id, pid) in [("host", host.pid), ("guest", guest.pid)] {
+        let t = rt.task(id).await.unwrap().unwrap();
+        assert_eq!((t.status, t.pid), (TaskStatus::Running, pid), "{id}");
+    }
+
+    // The host goes first (its bundle, the shim's working directory, is deleted): the guest
+    // keeps running under the shim and is stopped and removed normally.
+    assert_eq!(
+        rt.stop("host", Duration::from_millis(300)).await.unwrap(),
+        137
+    );
+    rt.remove("host").await.unwrap();
+    let t = rt.task("guest").await.unwrap().unwrap();
+    assert_eq!((t.status, t.pid), (TaskStatus::Running, guest.pid));
+    assert_eq!(parent_pid(guest.pid).unwrap(), shim);
+    assert_eq!(
+        rt.stop("guest", Duration::from_millis(300)).await.unwrap(),
+        137
+    );
+    rt.remove("guest").await.unwrap();
+    // With nothing left to serve, the shim exits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !shims(&env.ctd).is_empty() {
+        assert!(Instant::now() < deadline, "the shared shim did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Joining a container that is gone starts a shim for the group as usual, and a second
+    // guest joins that one.
+    let mut g = spec("late", &["sleep", "100"]);
+    g.shim_of = Some("host".into());
+    let late = rt.run(&g).await.unwrap();
+    let mut g2 = spec("late2", &["true"]);
+    g2.shim_of = Some("host".into());
+    let late2 = rt.run(&g2).await.unwrap();
+    assert_eq!(shims(&env.ctd), vec![parent_pid(late.pid).unwrap()]);
+    assert!(late2.pid > 0);
+    assert_eq!(rt.wait("late2").await.unwrap(), 0);
+    rt.remove("late2").await.unwrap();
+    assert_eq!(
+        rt.stop("late", Duration::from_millis(300)).await.unwrap(),
+        137
+    );
+    rt.remove("late").await.unwrap();
+
+    // A bad group is refused before anything is created.
+    let mut bad = spec("bad-group", &["true"]);
+    bad.shim_of = Some("../x".into());
+    assert!(matches!(
+        rt.run(&bad).await.unwrap_err(),
+        RuntimeError::InvalidSpec(_)
+    ));
+    assert!(rt.list(&[]).await.unwrap().is_empty());
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use dray_runtime::testing::parent_pid;
 use dray_tests::{busybox_archive, eventually, stderr_fail, stdout_ok, Rack};
 
 const WEB_MANIFEST: &str = r#"
@@ -449,6 +450,53 @@ async fn run_and_exec_stream_io_and_exit_codes() {
     let p = rack.client().process("ops", &id).await.unwrap();
     assert_eq!(p.command, "sleep 30");
     assert_eq!(p.kind, "process");
+
+    // The one-off runs under the shim of the service's running process (no shim of its own);
+    // when that process is stopped, the one-off keeps running and the service is replaced.
+    let rt = rack.containerd.runtime().await;
+    let host_pid = |id: String| {
+        let rt = &rt;
+        async move {
+            rt.task(&format!("ops.{id}"))
+                .await
+                .unwrap()
+                .map(|t| t.pid)
+                .unwrap_or_else(|| panic!("no task for {id}"))
+        }
+    };
+    let worker = rack
+        .client()
+        .processes("ops", Some("worker"))
+        .await
+        .unwrap();
+    let worker = worker
+        .iter()
+        .find(|p| p.kind == "service")
+        .unwrap()
+        .id
+        .clone();
+    let (one_off_pid, worker_pid) = (host_pid(id.clone()).await, host_pid(worker.clone()).await);
+    assert_eq!(parent_pid(one_off_pid), parent_pid(worker_pid));
+    stdout_ok(&rack.dray(&["ps", "stop", &worker, "-a", "ops"]));
+    eventually(
+        "the stopped worker to be replaced",
+        Duration::from_secs(30),
+        || async {
+            let procs = rack.client().processes("ops", Some("worker")).await.ok()?;
+            procs
+                .iter()
+                .any(|p| p.kind == "service" && p.id != worker && p.status == "running")
+                .then_some(())
+        },
+    )
+    .await;
+    let out = stdout_ok(&rack.dray(&["exec", &id, "-a", "ops", "echo", "still-here"]));
+    assert_eq!(out, "still-here\n");
+    assert_eq!(host_pid(id.clone()).await, one_off_pid);
+    stdout_ok(&rack.dray(&["ps", "stop", &id, "-a", "ops"]));
+    // New one-offs still start and finish normally.
+    let out = rack.dray(&["run", "worker", "-a", "ops", "sh", "-c", "exit 6"]);
+    assert_eq!(out.status.code(), Some(6), "{out:?}\n{}", rack.log());
 
     // exec by process id and by service name.
     let web = rack.client().processes("ops", Some("web")).await.unwrap()[0]

@@ -1224,6 +1224,7 @@ impl Supervisor {
         cspec
             .labels
             .insert(labels::TYPE.into(), Kind::Process.as_str().into());
+        cspec.shim_of = self.shim_host(&plan.app, &plan.service);
         let proc = Proc {
             container: container.clone(),
             id: id.clone(),
@@ -1279,6 +1280,24 @@ impl Supervisor {
                 Err(e.into())
             }
         }
+    }
+
+    /// The container whose shim a one-off of `service` joins: the longest-running live process
+    /// of the service, if any. A one-off is short-lived, so sharing costs the service process
+    /// nothing, and the one-off starts without spawning a shim of its own (see
+    /// [`dray_runtime::ContainerSpec::shim_of`]).
+    fn shim_host(&self, app: &str, service: &str) -> Option<String> {
+        self.procs()
+            .values()
+            .filter(|p| {
+                p.app == app
+                    && p.service == service
+                    && p.kind == Kind::Service
+                    && p.status == Status::Running
+                    && !p.stopping
+            })
+            .min_by_key(|p| p.started)
+            .map(|p| p.container.clone())
     }
 
     /// The containerd container id of a process of an app, given its id or a service name (a
