@@ -425,10 +425,24 @@ impl Runtime {
             }
         }
         let started = Instant::now();
-        let image = self.resolve_image(&spec.image).await?;
-        let lease = self.create_lease("run").await?;
-        let result = self.run_leased(spec, &image, &lease).await;
-        self.delete_lease(&lease).await;
+        // The lease and the image lookup are independent round trips: overlap them. The lease
+        // is dropped in the background (it has done its job once the container record holds the
+        // snapshot; a lease left behind by a crash expires by itself).
+        let (image, lease) =
+            tokio::join!(self.resolve_image(&spec.image), self.create_lease("run"));
+        let result = match (image, lease) {
+            (Ok(image), Ok(lease)) => {
+                let result = self.run_leased(spec, &image, &lease).await;
+                let rt = self.clone();
+                tokio::spawn(async move { rt.delete_lease(&lease).await });
+                result
+            }
+            (Err(e), Ok(lease)) => {
+                self.delete_lease(&lease).await;
+                Err(e)
+            }
+            (Err(e), Err(_)) | (Ok(_), Err(e)) => Err(e),
+        };
         match &result {
             Ok(s) => {
                 tracing::info!(id = %spec.id, image = %spec.image, pid = s.pid, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "container started")

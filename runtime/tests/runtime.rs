@@ -144,6 +144,20 @@ async fn run_wait_exit_code_and_remove_is_idempotent() {
     rt.run(&spec("nocmd", &["true"]))
         .await
         .expect("id reusable after a failed run");
+    // The per-run leases (dropped in the background once the container holds its snapshot)
+    // are all gone.
+    let leases = || {
+        let out = env.ctd.ctr().args(["leases", "ls", "-q"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("dray-run"))
+            .count()
+    };
+    assert!(
+        common::eventually(|| leases() == 0).await,
+        "leases left: {}",
+        leases()
+    );
 }
 
 #[tokio::test]
