@@ -172,6 +172,17 @@ pub struct ResourceRecord {
     pub updated: DateTime<Utc>,
 }
 
+impl ResourceRecord {
+    /// `status`, or `status: reason` when there is a reason (for messages).
+    pub fn status_line(&self) -> String {
+        if self.reason.is_empty() {
+            self.status.clone()
+        } else {
+            format!("{}: {}", self.status, self.reason)
+        }
+    }
+}
+
 /// One linked value of a resource (stored in its wire shape).
 pub use dray_sdk::ResourceOutput;
 

@@ -1220,14 +1220,9 @@ impl Resources {
         }
         if rec.status != "running" {
             return Err(ResourceError::NotReady(format!(
-                "resource {} is {}{}",
+                "resource {} is {}",
                 d.name,
-                rec.status,
-                if rec.reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", rec.reason)
-                }
+                rec.status_line()
             )));
         }
         let handle = self

@@ -193,14 +193,9 @@ pub fn link_resources(
                             link.resource, r.reason
                         )),
                         Some(r) => LinkError::Waiting(format!(
-                            "resource {} is not ready yet ({}{})",
+                            "resource {} is not ready yet ({})",
                             link.resource,
-                            r.status,
-                            if r.reason.is_empty() {
-                                String::new()
-                            } else {
-                                format!(": {}", r.reason)
-                            }
+                            r.status_line()
                         )),
                         None => LinkError::Waiting(format!(
                             "resource {} is not ready yet (pending)",

@@ -39,6 +39,8 @@ mod bindings;
 mod contract;
 mod runtime;
 mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod validate;
 
 use std::collections::BTreeMap;
