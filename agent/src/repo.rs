@@ -59,6 +59,15 @@ pub struct AppRecord {
     /// Why the last deployment was rolled back (empty after a success).
     #[serde(default)]
     pub last_deploy_error: String,
+    /// Per-service progress of the deployment in progress, or of the last one (written by the
+    /// planner when it changes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub progress: Vec<dray_sdk::ServiceProgress>,
+    /// Rolling restarts asked for (`dray restart`, `services restart`): service -> when. A
+    /// service process started before its time is replaced within the deployment bounds; the
+    /// key `*` stands for every service.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub restarts: std::collections::BTreeMap<String, DateTime<Utc>>,
 }
 
 fn epoch() -> DateTime<Utc> {

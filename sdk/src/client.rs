@@ -6,7 +6,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::types::{
-    App, Build, ErrorBody, Image, Plugin, Process, Release, Resource, Service, System,
+    App, Build, Endpoint, ErrorBody, Image, Plugin, Process, Release, Resource, Service, System,
 };
 
 /// Why a call failed.
@@ -361,6 +361,13 @@ impl Client {
         ))
         .await?;
         Ok(())
+    }
+
+    /// `GET /apps/{app}/endpoints`: every service process with its address, port, health and
+    /// draining state.
+    pub async fn endpoints(&self, app: &str) -> Result<Vec<Endpoint>, ClientError> {
+        self.json(self.request(Method::GET, &format!("/apps/{}/endpoints", seg(app))))
+            .await
     }
 
     /// `GET /apps/{app}/services`.

@@ -35,6 +35,12 @@ pub struct App {
         skip_serializing_if = "String::is_empty"
     )]
     pub deploy_error: String,
+    /// The release being deployed (empty when no deployment is in progress).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deploying: String,
+    /// Per-service progress of the deployment in progress (or of the last one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub progress: Vec<ServiceProgress>,
 }
 
 /// A build: one image per service, made from source or imported.
@@ -365,4 +371,148 @@ pub struct ResourceObject {
     pub host: String,
     #[serde(default)]
     pub port: u16,
+}
+
+/// Defines a status enum whose wire form is a lowercase word (serde, `Display`, `FromStr`).
+macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vm])* #[serde(rename = $wire)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The wire string.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $wire),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($wire => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "unknown {} {other:?}: expected one of {}",
+                        stringify!($name),
+                        [$($wire),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// Where a process is in its life (`dray ps` STATUS).
+    ProcessStatus {
+        /// Assigned, not started yet (or waiting for its image).
+        Pending => "pending",
+        /// Running, not yet passing its readiness check.
+        Starting => "starting",
+        /// Running (and ready, when it has a readiness check).
+        Running => "running",
+        /// Running but failing its readiness check.
+        Unhealthy => "unhealthy",
+        /// Exited unexpectedly; restarts after its backoff delay.
+        Crashed => "crashed",
+        /// Being stopped (drained, SIGTERM sent, waiting for its grace period).
+        Stopping => "stopping",
+        /// A one-off or timer process that exited 0.
+        Complete => "complete",
+        /// A one-off or timer process that exited non-zero.
+        Failed => "failed",
+    }
+}
+
+wire_enum! {
+    /// The state of a resource (`dray resources` STATUS).
+    ResourceStatus {
+        /// Declared, nothing carried out yet.
+        Pending => "pending",
+        /// Its objects are being created and have not been healthy yet.
+        Provisioning => "provisioning",
+        /// Every object runs and is healthy; its outputs are linked.
+        Running => "running",
+        /// It ran before, and an object is now down or failing its health check.
+        Unhealthy => "unhealthy",
+        /// It cannot be carried out (see the reason).
+        Failed => "failed",
+        /// Replaced by `<NAME>_URL` in the app's env: nothing runs.
+        Overridden => "overridden",
+        /// In the manifest of a release that was not promoted yet.
+        Declared => "declared",
+        /// No release declares it any more; its objects are being removed.
+        Deleting => "deleting",
+    }
+}
+
+wire_enum! {
+    /// The state of an app (`dray apps` STATUS).
+    AppStatus {
+        /// Being created.
+        Creating => "creating",
+        /// Running its active release (no deployment in progress).
+        Running => "running",
+        /// A deployment is in progress.
+        Updating => "updating",
+        /// A deployment failed and is being rolled back.
+        Rollback => "rollback",
+        /// Being deleted.
+        Deleting => "deleting",
+    }
+}
+
+/// Deploy progress of one service (on [`App::progress`] while a deployment runs, and after it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceProgress {
+    pub service: String,
+    /// Processes the service should have.
+    pub desired: u32,
+    /// Processes of the release being deployed (with the current limits).
+    pub updated: u32,
+    /// Of those, the ones that pass their readiness check.
+    pub healthy: u32,
+    /// Processes of older releases (or with old limits) still running or stopping.
+    pub old: u32,
+}
+
+/// One process of a service as the router and balancers see it (`GET /apps/{app}/endpoints`,
+/// the shape of a Kubernetes EndpointSlice entry).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub app: String,
+    pub service: String,
+    /// The process id (`web-abcde`).
+    pub process: String,
+    pub release: String,
+    /// The instance the process runs on.
+    pub instance: String,
+    /// Where it is reached.
+    pub address: String,
+    /// Its port (the one it listens on; empty services have none and no endpoint).
+    pub port: u16,
+    /// Passing its readiness check: may receive new requests.
+    pub healthy: bool,
+    /// Being stopped: finish what it has, receive nothing new.
+    pub draining: bool,
 }

@@ -53,6 +53,8 @@ impl Controllers {
             parameters: Default::default(),
             created: rec.created,
             deploy_error: rec.last_deploy_error,
+            deploying: rec.deploying,
+            progress: rec.progress,
         }
     }
 
@@ -100,6 +102,8 @@ impl Controllers {
             deploy_started: Utc::now(),
             deploy_timeout: 0,
             last_deploy_error: String::new(),
+            progress: Vec::new(),
+            restarts: Default::default(),
         };
         let key = repo::app_key(name);
         let resp = self
