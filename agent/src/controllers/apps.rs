@@ -76,7 +76,7 @@ impl Controllers {
         if release.manifest.is_empty() {
             return String::new();
         }
-        let Ok(manifest) = crate::supervisor::release_manifest(&release) else {
+        let Ok(manifest) = crate::node::release_manifest(&release) else {
             return String::new();
         };
         manifest

@@ -107,7 +107,7 @@ impl Controllers {
     async fn declared(&self, app: &str) -> Result<Vec<(Declared, Vec<String>)>, Error> {
         let mut out: Vec<(Declared, Vec<String>)> = Vec::new();
         for release in self.resource_releases(app).await? {
-            let manifest = crate::supervisor::release_manifest(&release)
+            let manifest = crate::node::release_manifest(&release)
                 .map_err(|e| Error::Unprocessable(e.to_string()))?;
             let declared =
                 declared_in(&release).map_err(|e| Error::Unprocessable(e.to_string()))?;
@@ -186,7 +186,7 @@ impl Controllers {
             spec.size = size;
         }
         tracing::info!(target: "audit", app, resource = name, op = ?op, "resource data operation");
-        Ok(self.supervisor()?.runtime().exec(&container, &spec).await?)
+        Ok(self.node()?.runtime().exec(&container, &spec).await?)
     }
 
     /// Check a release's resources before it is promoted: each type has a plugin and the
