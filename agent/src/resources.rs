@@ -28,16 +28,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::node::probe::ProbeResult;
 use chrono::Utc;
 use dray_plugins::types::{
     self, ContainerSpec as PlannedContainer, DataOpKind, DesiredObject, Endpoint, KeyValue,
     ObjectState, ObservedObject, Probe, Realized, ResourcePlan, ResourceSpec,
 };
 use dray_plugins::ResourcePluginHandle;
-use dray_runtime::{ContainerInfo, ContainerSpec, ExecSpec, Log, Mount, Runtime, TaskStatus};
+use dray_runtime::{ContainerInfo, ContainerSpec, ExecSpec, Mount, Runtime, TaskStatus};
 use rand::Rng;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 
 use crate::config::Config;
@@ -100,7 +100,14 @@ struct Live {
     started_at: Instant,
     healthy: bool,
     failures: u32,
-    last_probe: Option<Instant>,
+    /// The probe task of this start of the container (`None`: none yet, or no health check).
+    probe: Option<tokio::task::AbortHandle>,
+    /// Bumped on every start; results of an earlier start's probe are ignored.
+    incarnation: u64,
+    /// The health check's rules, for the results of its task.
+    health: Option<types::HealthCheck>,
+    /// App and resource, for log lines.
+    owner: (String, String, String),
     backoff: Backoff,
     restart_at: Option<Instant>,
     exit_code: Option<u32>,
@@ -109,13 +116,24 @@ struct Live {
     start_error: Option<(Instant, String)>,
 }
 
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(p) = self.probe.take() {
+            p.abort();
+        }
+    }
+}
+
 impl Live {
     fn new(started_at: Instant) -> Live {
         Live {
             started_at,
             healthy: false,
             failures: 0,
-            last_probe: None,
+            probe: None,
+            incarnation: 0,
+            health: None,
+            owner: Default::default(),
             backoff: Backoff::default(),
             restart_at: None,
             exit_code: None,
@@ -147,6 +165,8 @@ pub struct Resources {
     policy: BackoffPolicy,
     wake: Notify,
     live: Mutex<HashMap<String, Live>>,
+    probe_tx: tokio::sync::mpsc::UnboundedSender<ProbeResult>,
+    probe_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ProbeResult>>>,
     #[cfg(feature = "aws")]
     rds: tokio::sync::OnceCell<dray_cloud::Rds>,
 }
@@ -161,7 +181,10 @@ impl Resources {
         logger_path: PathBuf,
         policy: BackoffPolicy,
     ) -> Arc<Resources> {
+        let (probe_tx, probe_rx) = tokio::sync::mpsc::unbounded_channel();
         Arc::new(Resources {
+            probe_tx,
+            probe_rx: Mutex::new(Some(probe_rx)),
             runtime,
             repo,
             config,
@@ -222,19 +245,170 @@ impl Resources {
         Ok(())
     }
 
-    /// The loop: a pass on every wake-up and every second, until the process exits.
+    /// The loop: a pass when anything of a resource changes (an app record or a resource
+    /// record in the store, a resource container's exit, a health change, a wake-up from a
+    /// plugin install), and every second only while a resource is still on its way (being
+    /// provisioned, restarting, failing its checks): an idle rack does no periodic scans.
     pub async fn run(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let Some(mut probes) = self
+            .probe_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let mut watch = self.watch().await;
+        let mut events = self.runtime.events().await.ok();
         loop {
+            let busy = match self.reconcile_all().await {
+                Ok(busy) => busy,
+                Err(e) => {
+                    tracing::warn!(error = %e, "resource reconcile failed; retrying");
+                    true
+                }
+            };
+            let idle = if busy {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(3600)
+            };
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tick.tick() => {}
-            }
-            if let Err(e) = self.reconcile_all().await {
-                tracing::warn!(error = %e, "resource reconcile failed; retrying");
+                _ = tokio::time::sleep(idle) => {}
+                ev = watch.recv() => match ev {
+                    Some(Ok(_)) => {
+                        // Take whatever else is queued: one pass for a burst of writes.
+                        while let Ok(Ok(_)) = watch.try_recv() {}
+                    }
+                    _ => watch = self.watch().await,
+                },
+                ev = async {
+                    match events.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match ev {
+                    Some(dray_runtime::TaskEvent::Exited { id, exec_id: None, .. }) if id.contains(".resource.") => {}
+                    Some(_) => continue,
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        events = self.runtime.events().await.ok();
+                    }
+                },
+                Some(r) = probes.recv() => {
+                    if !self.on_probe(r) {
+                        continue;
+                    }
+                }
             }
         }
+    }
+
+    /// Watch the records a resource pass reads (apps for promotes and deletions, resources for
+    /// the promote path's resets), from now.
+    async fn watch(&self) -> dray_store::Watch {
+        loop {
+            let w = match self.repo.store().revision().await {
+                Ok(rev) => self.repo.store().watch("/dray/apps/", rev).await,
+                Err(e) => Err(e),
+            };
+            match w {
+                Ok(w) => return w,
+                Err(e) => tracing::warn!(error = %e, "resources: cannot watch the store; retrying"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// A probe result: returns whether the container's health changed (then a pass follows).
+    fn on_probe(&self, r: ProbeResult) -> bool {
+        let mut live = self.live();
+        let Some(l) = live.get_mut(&r.container) else {
+            return false;
+        };
+        if l.incarnation != r.incarnation {
+            return false;
+        }
+        let Some(h) = l.health.clone() else {
+            return false;
+        };
+        let in_start_period =
+            l.started_at.elapsed() < Duration::from_millis(u64::from(h.start_period_ms));
+        let retries = h.retries.max(1);
+        match r.result {
+            Ok(()) => {
+                l.failures = 0;
+                let changed = !l.healthy;
+                l.healthy = true;
+                changed
+            }
+            Err(_) if in_start_period => false,
+            Err(why) => {
+                l.failures += 1;
+                if l.failures >= retries && l.healthy {
+                    l.healthy = false;
+                    let (app, resource, object) = l.owner.clone();
+                    drop(live);
+                    crate::logs::system(
+                        &self.config,
+                        &app,
+                        &format!(
+                            "resource {resource}: container {object} is unhealthy ({retries} failed checks: {why})"
+                        ),
+                    );
+                    return true;
+                }
+                false
+            }
+        }
+    }
+
+    /// Start the probe task of a running container once per start (a container with no health
+    /// check is healthy as soon as it runs).
+    fn ensure_probe(&self, d: &Declared, id: &str, c: &PlannedContainer) {
+        let mut live = self.live();
+        let Some(l) = live.get_mut(id) else {
+            return;
+        };
+        let Some(h) = &c.health else {
+            l.healthy = true;
+            return;
+        };
+        if l.probe.is_some() {
+            return;
+        }
+        let check = match &h.probe {
+            Probe::Exec(args) => crate::node::probe::Check::Exec {
+                container: id.to_string(),
+                args: args.clone(),
+            },
+            Probe::Tcp(port) => crate::node::probe::Check::Tcp {
+                host: INSTANCE_IP.into(),
+                port: *port,
+            },
+            Probe::Http(p) => crate::node::probe::Check::Http {
+                host: INSTANCE_IP.into(),
+                port: p.port,
+                path: p.path.clone(),
+            },
+        };
+        l.health = Some(h.clone());
+        l.owner = (d.app.clone(), d.name.clone(), c.name.clone());
+        l.probe = Some(crate::node::probe::spawn(
+            Some(self.runtime.clone()),
+            crate::node::probe::Probe {
+                check,
+                grace: Duration::ZERO,
+                interval: Duration::from_millis(u64::from(h.interval_ms.max(200))),
+                timeout: Duration::from_millis(u64::from(h.timeout_ms.max(100)))
+                    .min(MAX_PROBE_TIMEOUT),
+            },
+            id.to_string(),
+            l.incarnation,
+            crate::node::probe::ProbeKind::Readiness,
+            self.probe_tx.clone(),
+        ));
     }
 
     /// The resources an app's active and deploying releases declare, by name (`None` when a
@@ -256,7 +430,9 @@ impl Resources {
         Some(out)
     }
 
-    async fn reconcile_all(&self) -> Result<(), ResourceError> {
+    /// One pass over every declared resource; returns whether something is still on its way
+    /// (then the loop looks again in a second).
+    async fn reconcile_all(&self) -> Result<bool, ResourceError> {
         let apps = self.repo.apps().await?;
         let records = self.repo.resources(None).await?;
         let mut records: BTreeMap<(String, String), ResourceRecord> = records
@@ -293,21 +469,26 @@ impl Resources {
         }
         // A few at a time: a plugin call that runs to its deadline or a slow probe holds up only
         // its own resource.
+        let busy = std::sync::atomic::AtomicBool::new(false);
         {
             use futures::StreamExt;
             let containers = &containers;
+            let busy = &busy;
             futures::stream::iter(work)
                 .for_each_concurrent(4, |(d, rec)| async move {
-                    self.reconcile_one(&d, rec, containers).await;
+                    if self.reconcile_one(&d, rec, containers).await {
+                        busy.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                 })
                 .await;
         }
+        let mut busy = busy.into_inner();
         // Resources no release declares any more: remove their objects, keep their data.
         for ((app, _), rec) in records {
             if keep.contains(&(rec.app.clone(), rec.name.clone())) {
                 continue;
             }
-            self.teardown(&rec, &containers).await;
+            busy |= !self.teardown(&rec, &containers).await;
             if !app_names.contains(app.as_str()) {
                 self.delete_volumes(&app);
             }
@@ -324,20 +505,25 @@ impl Resources {
                 }
             }
         }
-        Ok(())
+        busy |= self
+            .live()
+            .values()
+            .any(|l| l.restart_at.is_some() || l.start_error.is_some());
+        Ok(busy)
     }
 
     fn is_known(&self, container: &str) -> bool {
         self.live().contains_key(container)
     }
 
-    /// Carry out one resource and save its record when it changed.
+    /// Carry out one resource and save its record when it changed; returns whether it is still
+    /// on its way (pending, provisioning, unhealthy).
     async fn reconcile_one(
         &self,
         d: &Declared,
         rec: Option<ResourceRecord>,
         containers: &HashMap<String, ContainerInfo>,
-    ) {
+    ) -> bool {
         let now = Utc::now();
         let before = rec.clone();
         let mut rec = rec.unwrap_or_else(|| ResourceRecord {
@@ -414,8 +600,13 @@ impl Resources {
             rec.updated = now;
             if let Err(e) = self.repo.put_resource(&rec).await {
                 tracing::warn!(app = %d.app, resource = %d.name, error = %e, "cannot save the resource record");
+                return true;
             }
         }
+        matches!(
+            rec.status.as_str(),
+            "pending" | "provisioning" | "unhealthy" | "deleting"
+        )
     }
 
     /// The spec a plugin sees for a declared resource.
@@ -644,22 +835,11 @@ impl Resources {
         let now = Instant::now();
         match existing.and_then(|c| c.task.as_ref()).map(|t| t.status) {
             Some(TaskStatus::Running) => {
-                let probe = {
-                    let mut live = self.live();
-                    let l = live.entry(id.clone()).or_insert_with(|| {
-                        // Adopted after an agent restart: past its start period.
-                        Live::new(now - Duration::from_secs(3600))
-                    });
-                    let interval = c
-                        .health
-                        .as_ref()
-                        .map(|h| Duration::from_millis(u64::from(h.interval_ms.max(200))))
-                        .unwrap_or(Duration::from_secs(2));
-                    l.last_probe.is_none_or(|t| t.elapsed() >= interval) || !l.healthy
-                };
-                if probe {
-                    self.probe(d, &id, c).await;
-                }
+                self.live().entry(id.clone()).or_insert_with(|| {
+                    // Adopted after an agent restart: past its start period.
+                    Live::new(now - Duration::from_secs(3600))
+                });
+                self.ensure_probe(d, &id, c);
                 let healthy = self.live().get(&id).is_some_and(|l| l.healthy);
                 Ok((object, healthy))
             }
@@ -763,18 +943,7 @@ impl Resources {
             &d.app,
             &format!("resource.{}.{}", d.name, c.name),
         );
-        spec.log = Log::Binary {
-            path: self.logger_path.clone(),
-            args: vec![
-                (dray_logs::LOGGER_ARG.to_string(), "1".to_string()),
-                ("dir".to_string(), log_dir.display().to_string()),
-                ("max-size".to_string(), self.config.log_max_size.to_string()),
-                (
-                    "max-files".to_string(),
-                    self.config.log_max_files.to_string(),
-                ),
-            ],
-        };
+        spec.log = crate::node::logger_for(&self.config, &self.logger_path, &log_dir);
         let l = &mut spec.labels;
         l.insert(labels::APP.into(), d.app.clone());
         l.insert(labels::TYPE.into(), labels::TYPE_RESOURCE.into());
@@ -782,6 +951,12 @@ impl Resources {
         l.insert(labels::OBJECT.into(), c.name.clone());
         l.insert(labels::HASH.into(), hash.to_string());
         l.insert(labels::PORT.into(), rec.port.to_string());
+        if !self.config.rack_id.is_empty() {
+            l.insert(
+                crate::node::labels::RACK.into(),
+                self.config.rack_id.clone(),
+            );
+        }
         let restarted = {
             let live = self.live();
             if let Some((retry_at, why)) = live.get(id).and_then(|l| l.start_error.as_ref()) {
@@ -799,7 +974,10 @@ impl Resources {
                 l.started_at = now;
                 l.healthy = false;
                 l.failures = 0;
-                l.last_probe = None;
+                if let Some(p) = l.probe.take() {
+                    p.abort();
+                }
+                l.incarnation += 1;
                 l.restart_at = None;
                 l.start_error = None;
                 drop(live);
@@ -838,78 +1016,6 @@ impl Resources {
                 Err(why)
             }
         }
-    }
-
-    /// Run a container's health check once and record the result.
-    async fn probe(&self, d: &Declared, id: &str, c: &PlannedContainer) {
-        let (ok, counts) = match &c.health {
-            None => (true, true),
-            Some(h) => {
-                let timeout =
-                    Duration::from_millis(u64::from(h.timeout_ms.max(100))).min(MAX_PROBE_TIMEOUT);
-                let ok = match &h.probe {
-                    Probe::Exec(args) => self.exec_probe(id, args, timeout).await,
-                    Probe::Tcp(port) => tokio::time::timeout(
-                        timeout,
-                        tokio::net::TcpStream::connect((INSTANCE_IP, *port)),
-                    )
-                    .await
-                    .is_ok_and(|r| r.is_ok()),
-                    Probe::Http(p) => crate::node::probe::http_ok(p.port, &p.path, timeout).await,
-                };
-                let started = self.live().get(id).map(|l| l.started_at);
-                let in_grace = started.is_some_and(|t| {
-                    t.elapsed() < Duration::from_millis(u64::from(h.start_period_ms))
-                });
-                (ok, !in_grace)
-            }
-        };
-        let retries = c.health.as_ref().map(|h| h.retries.max(1)).unwrap_or(1);
-        let mut live = self.live();
-        let l = live
-            .entry(id.to_string())
-            .or_insert_with(|| Live::new(Instant::now()));
-        l.last_probe = Some(Instant::now());
-        if ok {
-            l.failures = 0;
-            l.healthy = true;
-        } else if counts {
-            l.failures += 1;
-            if l.failures >= retries && l.healthy {
-                l.healthy = false;
-                drop(live);
-                crate::logs::system(
-                    &self.config,
-                    &d.app,
-                    &format!(
-                        "resource {}: container {} is unhealthy ({retries} failed checks)",
-                        d.name, c.name
-                    ),
-                );
-            }
-        }
-    }
-
-    async fn exec_probe(&self, id: &str, args: &[String], timeout: Duration) -> bool {
-        let spec = ExecSpec {
-            args: args.to_vec(),
-            ..Default::default()
-        };
-        let run = async {
-            let mut handle = self.runtime.exec(id, &spec).await.ok()?;
-            for pipe in [handle.stdout.take(), handle.stderr.take()]
-                .into_iter()
-                .flatten()
-            {
-                let mut pipe = pipe;
-                tokio::spawn(async move {
-                    let mut sink = vec![0u8; 4096];
-                    while matches!(pipe.read(&mut sink).await, Ok(n) if n > 0) {}
-                });
-            }
-            handle.wait().await.ok()
-        };
-        matches!(tokio::time::timeout(timeout, run).await, Ok(Some(0)))
     }
 
     #[cfg(feature = "aws")]
@@ -1089,7 +1195,12 @@ impl Resources {
     }
 
     /// Remove a resource no release declares: its objects go, its record goes, its volumes stay.
-    async fn teardown(&self, rec: &ResourceRecord, containers: &HashMap<String, ContainerInfo>) {
+    /// Returns whether it is gone (false: the removal must be retried).
+    async fn teardown(
+        &self,
+        rec: &ResourceRecord,
+        containers: &HashMap<String, ContainerInfo>,
+    ) -> bool {
         if let Err(reason) = self.teardown_objects(rec, containers).await {
             // Keep the record (and so the retry) until the objects are really gone.
             if rec.reason != reason {
@@ -1101,14 +1212,14 @@ impl Resources {
                     tracing::warn!(app = %rec.app, resource = %rec.name, error = %e, "cannot save the resource record");
                 }
             }
-            return;
+            return false;
         }
         if rec.port != 0 {
             self.node.ports().release(rec.port);
         }
         if let Err(e) = self.repo.delete_resource(&rec.app, &rec.name).await {
             tracing::warn!(app = %rec.app, resource = %rec.name, error = %e, "cannot delete the resource record");
-            return;
+            return false;
         }
         crate::logs::system(
             &self.config,
@@ -1121,6 +1232,7 @@ impl Resources {
                     .display()
             ),
         );
+        true
     }
 
     fn delete_volumes(&self, app: &str) {
