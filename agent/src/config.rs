@@ -130,6 +130,10 @@ pub struct Config {
     pub aws_endpoint: Option<String>,
     /// AWS region for cloud resources.
     pub aws_region: String,
+    /// The rack's id: not configured but kept in the store (`/dray/rack/id`, generated on the
+    /// first start); [`crate::Agent::start`] fills it in before anything else reads the config.
+    /// Every container the agent makes carries it as label `dray.rack`. Empty until then.
+    pub rack_id: String,
 }
 
 /// Default AWS region for cloud resources.
@@ -226,6 +230,7 @@ impl Config {
                 .aws_region
                 .or(file.aws_region)
                 .unwrap_or_else(|| DEFAULT_AWS_REGION.to_string()),
+            rack_id: String::new(),
         };
         config.validate()?;
         Ok(config)
@@ -251,6 +256,7 @@ impl Config {
             plugins_dir: None,
             aws_endpoint: None,
             aws_region: DEFAULT_AWS_REGION.to_string(),
+            rack_id: String::new(),
         }
     }
 

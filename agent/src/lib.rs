@@ -55,6 +55,11 @@ pub enum StartError {
     Runtime(#[from] dray_runtime::RuntimeError),
     #[error("cannot re-adopt running processes: {0}")]
     Adopt(String),
+    #[error("cannot read or create the rack id in the store: {0}")]
+    RackId(repo::RepoError),
+    /// The containerd namespace is another agent's (its containers carry another rack id).
+    #[error("containerd namespace {namespace:?} holds the containers of another rack (id {rack}): give this agent its own namespace with --containerd-namespace NAME (or DRAY_CONTAINERD_NAMESPACE)")]
+    ForeignRack { namespace: String, rack: String },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -72,8 +77,9 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Open the store, settle the API token and start serving on `config.listen`.
-    pub async fn start(config: Config) -> Result<Agent, StartError> {
+    /// Open the store, settle the rack id and the API token, check that the containerd
+    /// namespace is this rack's, and start serving on `config.listen`.
+    pub async fn start(mut config: Config) -> Result<Agent, StartError> {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
             path: data_dir.display().to_string(),
@@ -87,6 +93,14 @@ impl Agent {
                 path: db.display().to_string(),
                 source,
             })?);
+
+        // The rack id, before anything else reads the config: generated on the first start,
+        // created with a compare-and-swap so agents sharing a store agree on one.
+        let repo = repo::Repo::new(store.clone());
+        config.rack_id = repo
+            .rack_id(&ids::rack_id())
+            .await
+            .map_err(StartError::RackId)?;
 
         let (token, generated_token) = config::settle_token(&config)?;
 
@@ -106,8 +120,8 @@ impl Agent {
             dray_runtime::Runtime::connect(&config.containerd_socket, &config.containerd_namespace)
                 .await?
                 .with_fifo_dir(data_dir.join("fifo"));
+        check_namespace(&runtime, &config).await?;
         let registry = metrics::Registry::default();
-        let repo = repo::Repo::new(store.clone());
         let options = supervisor::Options {
             policy: supervisor::backoff::BackoffPolicy {
                 initial: config.crash_backoff,
@@ -161,7 +175,7 @@ impl Agent {
                 })
                 .await
         });
-        tracing::info!(%addr, rack = %config.rack, data_dir = %data_dir.display(), "drayd listening");
+        tracing::info!(%addr, rack = %config.rack, rack_id = %config.rack_id, data_dir = %data_dir.display(), "drayd listening");
         Ok(Agent {
             addr,
             token,
@@ -201,6 +215,35 @@ impl Agent {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
         }
+    }
+}
+
+/// Refuse a containerd namespace that holds another rack's containers: two agents on one
+/// namespace would stop each other's containers as orphans. Before anything is adopted.
+///
+/// A container with `dray.app` and no `dray.rack` label was made by a Dray version before rack
+/// ids: it is adopted as this rack's (and carries no label until it is replaced).
+async fn check_namespace(
+    runtime: &dray_runtime::Runtime,
+    config: &Config,
+) -> Result<(), StartError> {
+    let foreign = runtime
+        .list(&[])
+        .await?
+        .into_iter()
+        .filter(|c| c.labels.contains_key(supervisor::labels::APP))
+        .find_map(|c| {
+            c.labels
+                .get(supervisor::labels::RACK)
+                .filter(|rack| **rack != config.rack_id)
+                .cloned()
+        });
+    match foreign {
+        Some(rack) => Err(StartError::ForeignRack {
+            namespace: config.containerd_namespace.clone(),
+            rack,
+        }),
+        None => Ok(()),
     }
 }
 

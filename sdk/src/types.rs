@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub struct App {
     pub name: String,
     /// `creating`, `running`, `updating`, `rollback` or `deleting`.
-    pub status: String,
+    pub status: AppStatus,
     /// The active (last successfully promoted) release; empty before the first promote.
     #[serde(default)]
     pub release: String,
@@ -146,8 +146,9 @@ pub struct Process {
     pub release: String,
     #[serde(default = "epoch")]
     pub started: DateTime<Utc>,
-    /// `pending`, `starting`, `running`, `unhealthy`, `crashed`, `complete` or `failed`.
-    pub status: String,
+    /// `pending`, `starting`, `running`, `unhealthy`, `crashed`, `stopping`, `complete` or
+    /// `failed`.
+    pub status: ProcessStatus,
     #[serde(default)]
     pub service: String,
     /// `service`, `process` (one-off) or `timer`.
@@ -320,9 +321,10 @@ pub struct Resource {
     #[serde(rename = "type")]
     pub kind: String,
     /// `pending`, `provisioning`, `running`, `unhealthy`, `failed`, `overridden` (its
-    /// `<NAME>_URL` is set in the app's env), or `declared` (in the manifest of a release that
-    /// was not promoted yet).
-    pub status: String,
+    /// `<NAME>_URL` is set in the app's env), `declared` (in the manifest of a release that
+    /// was not promoted yet) or `deleting` (no release declares it any more; its objects are
+    /// being removed). See [`ResourceStatus`].
+    pub status: ResourceStatus,
     /// The `URL` it links (empty until it runs).
     #[serde(default)]
     pub url: String,
@@ -373,11 +375,12 @@ pub struct ResourceObject {
     pub port: u16,
 }
 
-/// Defines a status enum whose wire form is a lowercase word (serde, `Display`, `FromStr`).
+/// Defines a status enum whose wire form is a lowercase word (serde, `Display`, `FromStr`); one
+/// variant carries `#[default]`.
 macro_rules! wire_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum $name {
             $($(#[$vm])* #[serde(rename = $wire)] $variant),+
         }
@@ -426,6 +429,7 @@ wire_enum! {
     /// Where a process is in its life (`dray ps` STATUS).
     ProcessStatus {
         /// Assigned, not started yet (or waiting for its image).
+        #[default]
         Pending => "pending",
         /// Running, not yet passing its readiness check.
         Starting => "starting",
@@ -445,9 +449,11 @@ wire_enum! {
 }
 
 wire_enum! {
-    /// The state of a resource (`dray resources` STATUS).
+    /// The state of a resource (`dray resources` STATUS). A resource no release declares any
+    /// more is `deleting` until its objects are gone (then its record goes too).
     ResourceStatus {
         /// Declared, nothing carried out yet.
+        #[default]
         Pending => "pending",
         /// Its objects are being created and have not been healthy yet.
         Provisioning => "provisioning",
@@ -472,6 +478,7 @@ wire_enum! {
         /// Being created.
         Creating => "creating",
         /// Running its active release (no deployment in progress).
+        #[default]
         Running => "running",
         /// A deployment is in progress.
         Updating => "updating",

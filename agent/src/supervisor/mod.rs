@@ -52,6 +52,8 @@ pub mod labels {
     pub const CPU: &str = "dray.cpu";
     pub const MEMORY: &str = "dray.memory";
     pub const STARTED: &str = "dray.started";
+    /// The id of the rack that made the container (`Config::rack_id`).
+    pub const RACK: &str = "dray.rack";
 }
 
 /// What kind of process a container is.
@@ -167,7 +169,15 @@ impl Proc {
             ports: self.port.map(|p| vec![p.to_string()]).unwrap_or_default(),
             release: self.release.clone(),
             started: self.started,
-            status: self.status.as_str().into(),
+            status: match self.status {
+                Status::Pending => dray_sdk::ProcessStatus::Pending,
+                Status::Starting => dray_sdk::ProcessStatus::Starting,
+                Status::Running => dray_sdk::ProcessStatus::Running,
+                Status::Unhealthy => dray_sdk::ProcessStatus::Unhealthy,
+                Status::Crashed => dray_sdk::ProcessStatus::Crashed,
+                Status::Complete => dray_sdk::ProcessStatus::Complete,
+                Status::Failed => dray_sdk::ProcessStatus::Failed,
+            },
             service: self.service.clone(),
             kind: self.kind.as_str().into(),
             restarts: self.restarts,
@@ -1102,7 +1112,7 @@ impl Supervisor {
                 }
                 r.deploying.clear();
                 r.cancel_requested = false;
-                r.status = "running".into();
+                r.status = dray_sdk::AppStatus::Running;
                 true
             })
             .await?;

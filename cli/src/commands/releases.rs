@@ -162,7 +162,7 @@ pub async fn promote(
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         let a = client.app(app).await?;
-        if a.status == "running" {
+        if a.status == dray_sdk::AppStatus::Running {
             if a.release == id {
                 if g.json {
                     return output::json(&a);
