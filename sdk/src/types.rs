@@ -311,6 +311,24 @@ mod tests {
         assert_eq!(env.0.get("C").map(String::as_str), Some("3"));
         assert_eq!(env.render(), "A=x=y\nB=2\nC=3");
     }
+
+    #[test]
+    fn statuses_keep_their_wire_strings() {
+        let p: Process =
+            serde_json::from_str(r#"{"id":"web-abcde","app":"a","status":"running"}"#).unwrap();
+        assert_eq!(p.status, ProcessStatus::Running);
+        assert!(p.status == "running");
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["status"], "running");
+        let r: Resource =
+            serde_json::from_str(r#"{"name":"db","type":"postgres","status":"deleting"}"#).unwrap();
+        assert_eq!(r.status, ResourceStatus::Deleting);
+        assert_eq!(App::default().status, AppStatus::Running);
+        assert!(serde_json::from_str::<Resource>(
+            r#"{"name":"db","type":"postgres","status":"bogus"}"#
+        )
+        .is_err());
+    }
 }
 
 /// A resource of an app (`GET /apps/{app}/resources`), Convox's shape (`name`, `type`, `status`,

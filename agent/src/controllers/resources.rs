@@ -20,6 +20,8 @@ impl From<ResourceError> for Error {
             ResourceError::NotReady(_) => Error::Conflict(m),
             ResourceError::Invalid(_) | ResourceError::Unavailable(_) => Error::Unprocessable(m),
             ResourceError::Runtime(r) if r.is_not_found() => Error::NotFound(m),
+            // A conflict stays a 409, a corrupt record keeps its hint.
+            ResourceError::Repo(e) => e.into(),
             _ => Error::Internal(m),
         }
     }
