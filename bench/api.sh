@@ -16,9 +16,13 @@ DRAYD=$CARGO_TARGET_DIR/release/drayd
 DIR=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 TOKEN=bench-token-$RANDOM$RANDOM
-"$DRAYD" --data-dir "$DIR/data" --listen "127.0.0.1:$PORT" --token "$TOKEN" --log-level warn 2>"$DIR/drayd.log" &
+# A containerd namespace of its own: on the default one ("dray") the bench agent would see the
+# containers of a rack deployed by scripts/setup.sh as orphans (and that rack refuses it anyway).
+NS=dray-bench-$$
+"$DRAYD" --data-dir "$DIR/data" --listen "127.0.0.1:$PORT" --token "$TOKEN" --log-level warn \
+  --containerd-namespace "$NS" 2>"$DIR/drayd.log" &
 PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR"' EXIT
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; ctr namespaces remove "$NS" >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.05; done
 URL=http://127.0.0.1:$PORT
 curl -fs -H "Authorization: Bearer $TOKEN" -d name=bench "$URL/apps" >/dev/null

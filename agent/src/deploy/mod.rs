@@ -370,7 +370,7 @@ impl Deployer {
                     }
                     r.deploying.clear();
                     r.cancel_requested = false;
-                    r.status = AppStatus::Running.as_str().into();
+                    r.status = AppStatus::Running;
                     changed = true;
                 }
                 if outcome.as_ref().is_none_or(|(_, f)| f.is_none())
