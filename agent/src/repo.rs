@@ -785,6 +785,21 @@ impl Repo {
         Ok((list, rev))
     }
 
+    /// The assignments of one app on one instance.
+    pub async fn app_assignments(
+        &self,
+        instance: &str,
+        app: &str,
+    ) -> Result<Vec<Assignment>, RepoError> {
+        self.store
+            .range(&format!("{}{app}/", assignments_prefix(Some(instance))))
+            .await?
+            .kvs
+            .into_iter()
+            .map(|kv| decode(kv).map(|v: Versioned<Assignment>| v.value))
+            .collect()
+    }
+
     /// An app's processes as their nodes report them (every app's with `None`), by id.
     pub async fn processes(&self, app: Option<&str>) -> Result<Vec<ProcessRecord>, RepoError> {
         let mut out = self
