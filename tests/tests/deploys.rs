@@ -404,7 +404,7 @@ async fn failing_liveness_restarts_the_process_and_says_why() {
     let manifest = r#"
 services:
   web:
-    command: sh -c 'mkdir -p /tmp/www && echo ok > /tmp/www/index.html && echo yes > /tmp/www/alive && (sleep 3; rm /tmp/www/alive) & exec httpd -f -p $PORT -h /tmp/www'
+    command: sh -c 'mkdir -p /tmp/www; echo ok > /tmp/www/index.html; echo yes > /tmp/www/alive; (sleep 3; rm /tmp/www/alive) & exec httpd -f -p $PORT -h /tmp/www'
     port: 3000
     health:
       path: /index.html
@@ -537,6 +537,8 @@ async fn endpoints_list_ready_service_processes_with_ports() {
     // An app that does not exist.
     let err = client.endpoints("nope").await.unwrap_err();
     assert_eq!(err.status(), Some(404), "{err:?}");
+    // ... because the app is missing, not the route.
+    assert!(!err.to_string().contains("no such route"), "{err:?}");
     let err = client.get_json("/apps/nope/endpoints").await.unwrap_err();
     assert!(Client::is_not_found(&err), "{err:?}");
 }
@@ -617,6 +619,23 @@ services:
     for app in ["slow", "loop"] {
         stdout_ok(&rack.dray(&["apps", "create", app]));
     }
+    let looping = import(
+        &rack,
+        "loop",
+        r#"
+services:
+  worker:
+    command: sh -c 'sleep 2; exit 1'
+    scale:
+      count: 3
+      memory: 16
+    termination:
+      grace: 1
+"#,
+    );
+    // (Promoted first, while its processes are still up: a crash loop during its own deploy
+    // would roll it back.)
+    promote(&rack, "loop", &looping);
     let slow = import(
         &rack,
         "slow",
@@ -638,21 +657,6 @@ services:
 "#,
     );
     client.promote("slow", &slow, true, None).await.unwrap();
-    let looping = import(
-        &rack,
-        "loop",
-        r#"
-services:
-  worker:
-    command: sh -c 'sleep 2; exit 1'
-    scale:
-      count: 3
-      memory: 16
-    termination:
-      grace: 1
-"#,
-    );
-    promote(&rack, "loop", &looping);
     eventually(
         "slow's 10 processes started and loop crashing",
         Duration::from_secs(60),
