@@ -47,15 +47,30 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- binaries: this tree, and the baseline in a git worktree of its own under $DIR ---
-# (the shared target dir keeps the dependencies; each drayd is copied out as soon as it is built,
-# since every worktree's build writes the same target/release/drayd)
-BINS=(--bin drayd --bin dray-logger)
+# Cargo does not hash a workspace's path, so in the shared target dir every worktree's release
+# build of dray-agent is the same artifact, and one may be taken as fresh for another's
+# sources. So the builds go to a private target dir under $DIR, seeded with a copy of the shared
+# release dir (the dependencies), with the workspace's own packages cleaned before each build.
+SHARED_TARGET=$CARGO_TARGET_DIR
+export CARGO_TARGET_DIR=$DIR/target
+mkdir -p "$CARGO_TARGET_DIR" "$DIR/this" "$DIR/base"
+if [ -d "$SHARED_TARGET/release" ]; then
+  echo "seeding $CARGO_TARGET_DIR from $SHARED_TARGET/release..." >&2
+  cp -a "$SHARED_TARGET/release" "$CARGO_TARGET_DIR/release"
+fi
+# build_tree SRC OUT PACKAGES BINARIES: release-build BINARIES of the tree at SRC, copy them to OUT
+build_tree() {
+  local src=$1 out=$2 p b args=() clean=()
+  for p in $3; do args+=(-p "$p"); done
+  for b in $4; do args+=(--bin "$b"); done
+  for p in $(cd "$src" && cargo metadata --no-deps --format-version 1 | jq -r '.packages[].name'); do clean+=(-p "$p"); done
+  (cd "$src" && cargo clean -q --release "${clean[@]}" && cargo build --release -q "${args[@]}")
+  for b in $4; do cp "$CARGO_TARGET_DIR/release/$b" "$out/"; done
+}
 echo "building this tree (release)..." >&2
-mkdir -p "$DIR/this" "$DIR/base"
-cargo build --release -q -p dray-agent -p dray-cli -p dray-logs "${BINS[@]}" --bin dray
-cp "$CARGO_TARGET_DIR/release/drayd" "$CARGO_TARGET_DIR/release/dray-logger" "$DIR/this/"
-cp "$CARGO_TARGET_DIR/release/dray" "$DIR/dray"
-THIS_REV=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo "+dirty")
+build_tree "$PWD" "$DIR/this" "dray-agent dray-cli dray-logs" "drayd dray-logger dray"
+mv "$DIR/this/dray" "$DIR/dray"
+THIS_REV=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- agent sdk store runtime logs manifest plugins 2>/dev/null || echo "+dirty")
 BASE_REV=$(git rev-parse --short "$BASE")
 if [ -n "${BASE_BIN:-}" ]; then
   cp "$BASE_BIN/drayd" "$BASE_BIN/dray-logger" "$DIR/base/"
@@ -63,10 +78,10 @@ else
   echo "building $BASE_REV (release, worktree $DIR/src-base)..." >&2
   WT=$DIR/src-base
   git worktree add -q --detach "$WT" "$BASE"
-  (cd "$WT" && cargo build --release -q -p dray-agent -p dray-logs "${BINS[@]}")
-  cp "$CARGO_TARGET_DIR/release/drayd" "$CARGO_TARGET_DIR/release/dray-logger" "$DIR/base/"
+  build_tree "$WT" "$DIR/base" "dray-agent dray-logs" "drayd dray-logger"
   git worktree remove --force "$WT"; WT=''
 fi
+rm -rf "$CARGO_TARGET_DIR"
 DRAY=$DIR/dray
 
 bench_containerd "$DIR"
