@@ -56,7 +56,8 @@ export CARGO_TARGET_DIR=$DIR/target
 mkdir -p "$CARGO_TARGET_DIR" "$DIR/this" "$DIR/base"
 if [ -d "$SHARED_TARGET/release" ]; then
   echo "seeding $CARGO_TARGET_DIR from $SHARED_TARGET/release..." >&2
-  cp -a "$SHARED_TARGET/release" "$CARGO_TARGET_DIR/release"
+  # (another worktree's build may be writing there: files that vanish meanwhile are rebuilt)
+  cp -a "$SHARED_TARGET/release" "$CARGO_TARGET_DIR/release" 2>/dev/null || true
 fi
 # build_tree SRC OUT PACKAGES BINARIES: release-build BINARIES of the tree at SRC, copy them to OUT
 build_tree() {
