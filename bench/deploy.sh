@@ -250,7 +250,7 @@ run_side this 45500
 
 # --- the table ---
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0 || a == "n/a" || b == "n/a") print "-"; else printf "%.2fx", a / b }'; }
-row() { printf "| %-64s | %14s | %14s | %8s |\n" "$@"; }
+row() { printf "| %-72s | %14s | %14s | %9s |\n" "$@"; }
 stat_row() { # stat_row LABEL SUFFIX UNIT
   local t b
   t=$(median <"$DIR/this.$2"); b=$(median <"$DIR/base.$2")

@@ -66,7 +66,8 @@ bench_stop_containerd() {
   local dir=$1 p
   if [ -n "${CTD:-}" ]; then kill "$CTD" 2>/dev/null; wait "$CTD" 2>/dev/null; CTD=''; fi
   for p in /proc/[0-9]*; do
-    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "containerd-shim.*$SOCK"; then
+    # (stderr first: a process that exits meanwhile takes its cmdline with it)
+    if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q "containerd-shim.*$SOCK"; then
       kill -9 "${p#/proc/}" 2>/dev/null
     fi
   done
