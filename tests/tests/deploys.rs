@@ -123,7 +123,7 @@ impl Sampler {
                         at: t0.elapsed(),
                         procs: procs
                             .into_iter()
-                            .map(|p| (p.id, p.status, p.release))
+                            .map(|p| (p.id, p.status.to_string(), p.release))
                             .collect(),
                     }),
                     Err(e) => errors.push(format!("{:?}: {e}", t0.elapsed())),
