@@ -8,6 +8,7 @@
 //! ARCHITECTURE.md at the repository root for the bird's-eye view.
 
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod controllers;
 pub mod ids;
@@ -108,6 +109,10 @@ impl Agent {
                 .with_fifo_dir(data_dir.join("fifo"));
         let registry = metrics::Registry::default();
         let repo = repo::Repo::new(store.clone());
+        // The controllers own the cache of parsed releases; the resources reconciler reads
+        // through the same one, so each release's manifest is parsed once per agent.
+        let controllers = controllers::Controllers::new(store.clone(), config.clone());
+        let releases = controllers.releases_cache().clone();
         let options = supervisor::Options {
             policy: supervisor::backoff::BackoffPolicy {
                 initial: config.crash_backoff,
@@ -117,7 +122,7 @@ impl Agent {
         };
         let supervisor = supervisor::Supervisor::new(
             runtime.clone(),
-            repo.clone(),
+            repo,
             Arc::new(config.clone()),
             &registry,
             options.clone(),
@@ -135,7 +140,7 @@ impl Agent {
         // taken before any process starts.
         let resources = resources::Resources::new(
             runtime,
-            repo,
+            releases,
             Arc::new(config.clone()),
             plugins.clone(),
             supervisor.clone(),
@@ -148,7 +153,7 @@ impl Agent {
         tokio::spawn(supervisor.clone().run());
         tracing::info!(adopted, "supervisor running");
         tokio::spawn(resources.clone().run());
-        let controllers = controllers::Controllers::new(store, config.clone())
+        let controllers = controllers
             .with_supervisor(supervisor)
             .with_plugins(plugins)
             .with_resources(resources);

@@ -40,11 +40,12 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 
+use crate::app::ReleaseCache;
 use crate::config::Config;
 use crate::plugins::PluginSlot;
 use crate::repo::{AppRecord, Repo, ResourceObject, ResourceOutput, ResourceRecord};
 use crate::supervisor::backoff::{Backoff, BackoffPolicy};
-use crate::supervisor::{release_manifest, Supervisor};
+use crate::supervisor::Supervisor;
 
 /// Container labels of resource objects.
 pub mod labels {
@@ -124,17 +125,8 @@ impl Live {
     }
 }
 
-/// A resource as one release's manifest declares it.
-#[derive(Clone, Debug)]
-pub struct Declared {
-    pub app: String,
-    pub name: String,
-    pub kind: String,
-    pub image: Option<String>,
-    pub options: Vec<(String, String)>,
-    /// The `<NAME>_URL` the app's env sets, which replaces the resource.
-    pub override_url: Option<String>,
-}
+/// A resource as one release's manifest declares it (parsed once, in [`crate::app`]).
+pub use crate::app::Declared;
 
 /// The resource reconciler, shared by the API and its own loop.
 pub struct Resources {
@@ -143,6 +135,8 @@ pub struct Resources {
     config: Arc<Config>,
     plugins: PluginSlot,
     supervisor: Arc<Supervisor>,
+    /// Releases parsed once (the controllers' cache: the same `Arc`s).
+    releases: ReleaseCache,
     logger_path: PathBuf,
     policy: BackoffPolicy,
     wake: Notify,
@@ -152,9 +146,11 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// The reconciler. It reads releases through `releases` (the agent's one cache, so a
+    /// manifest is parsed once) and reads and writes resource records through its repo.
     pub fn new(
         runtime: Runtime,
-        repo: Repo,
+        releases: ReleaseCache,
         config: Arc<Config>,
         plugins: PluginSlot,
         supervisor: Arc<Supervisor>,
@@ -163,10 +159,11 @@ impl Resources {
     ) -> Arc<Resources> {
         Arc::new(Resources {
             runtime,
-            repo,
+            repo: releases.repo().clone(),
             config,
             plugins,
             supervisor,
+            releases,
             logger_path,
             policy,
             wake: Notify::new(),
@@ -245,12 +242,12 @@ impl Resources {
             if id.is_empty() {
                 continue;
             }
-            let release = match self.repo.release(&app.name, id).await {
+            let release = match self.releases.get(&app.name, id).await {
                 Ok(Some(r)) => r,
                 _ => return None,
             };
-            for d in declared_in(&release).ok()? {
-                out.insert(d.name.clone(), d);
+            for d in release.declared().ok()? {
+                out.insert(d.name.clone(), d.clone());
             }
         }
         Some(out)
@@ -1260,28 +1257,6 @@ impl Resources {
             },
         ))
     }
-}
-
-/// The resources a release's manifest declares, in manifest order.
-pub fn declared_in(release: &dray_sdk::Release) -> Result<Vec<Declared>, dray_manifest::Errors> {
-    let manifest = release_manifest(release)?;
-    let env = dray_sdk::Environment::parse(&release.env).0;
-    Ok(manifest
-        .resources
-        .iter()
-        .map(|(name, r)| Declared {
-            app: release.app.clone(),
-            name: name.clone(),
-            kind: r.kind.trim().to_string(),
-            image: r.image.clone().filter(|i| !i.trim().is_empty()),
-            options: r
-                .options
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            override_url: env.get(&format!("{}_URL", r.env_prefix())).cloned(),
-        })
-        .collect())
 }
 
 /// The endpoints of a record's realized objects.

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use dray_store::Store;
 
+use crate::app::ReleaseCache;
 use crate::config::Config;
 use crate::repo::{Repo, RepoError};
 
@@ -67,6 +68,8 @@ impl From<dray_store::StoreError> for Error {
 #[derive(Clone)]
 pub struct Controllers {
     repo: Repo,
+    /// Releases parsed once, shared with the supervisor and the resources reconciler.
+    releases: ReleaseCache,
     config: Arc<Config>,
     app_locks: AppLocks,
     objects: crate::objects::Objects,
@@ -99,8 +102,10 @@ impl AppLocks {
 
 impl Controllers {
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+        let repo = Repo::new(store);
         Controllers {
-            repo: Repo::new(store),
+            releases: ReleaseCache::new(repo.clone()),
+            repo,
             objects: crate::objects::Objects::new(config.data_dir.join("objects")),
             config: Arc::new(config),
             app_locks: AppLocks::default(),
@@ -110,6 +115,12 @@ impl Controllers {
             ),
             resources: None,
         }
+    }
+
+    /// The cache of parsed releases these controllers read through (hand the same one to the
+    /// supervisor and the resources reconciler, so each release is parsed once per agent).
+    pub fn releases_cache(&self) -> &ReleaseCache {
+        &self.releases
     }
 
     /// Attach the resource reconciler.
