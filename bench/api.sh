@@ -53,7 +53,7 @@ cleanup() {
   # our namespace's cgroups (cgroup v1 controllers and v2), then the cgroups themselves.
   local p
   for p in /proc/[0-9]*; do
-    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "containerd-shim.*$SOCK"; then
+    if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q "containerd-shim.*$SOCK"; then
       kill -9 "${p#/proc/}" 2>/dev/null
     fi
   done
