@@ -130,7 +130,15 @@ pub struct Config {
     pub aws_endpoint: Option<String>,
     /// AWS region for cloud resources.
     pub aws_region: String,
+    /// The rack's id (generated on first start and kept in the store; empty until the agent
+    /// has opened its store). Every container is labelled with it.
+    pub rack_id: String,
+    /// This instance's name (`local` on a single-node rack).
+    pub instance: String,
 }
+
+/// The instance name of a single-node rack.
+pub const DEFAULT_INSTANCE: &str = "local";
 
 /// Default AWS region for cloud resources.
 pub const DEFAULT_AWS_REGION: &str = "us-east-1";
@@ -226,6 +234,8 @@ impl Config {
                 .aws_region
                 .or(file.aws_region)
                 .unwrap_or_else(|| DEFAULT_AWS_REGION.to_string()),
+            rack_id: String::new(),
+            instance: DEFAULT_INSTANCE.to_string(),
         };
         config.validate()?;
         Ok(config)
@@ -251,6 +261,8 @@ impl Config {
             plugins_dir: None,
             aws_endpoint: None,
             aws_region: DEFAULT_AWS_REGION.to_string(),
+            rack_id: String::new(),
+            instance: DEFAULT_INSTANCE.to_string(),
         }
     }
 

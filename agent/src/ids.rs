@@ -32,6 +32,15 @@ pub fn token() -> String {
     hex::encode(bytes)
 }
 
+/// A new rack id: 12 lowercase letters and digits (a container label value).
+pub fn rack_id() -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..12)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
 /// Whether `s` has the shape of an id with the given prefix.
 pub fn is_id(s: &str, prefix: char) -> bool {
     s.len() == 11 && s.starts_with(prefix) && s[1..].bytes().all(|b| b.is_ascii_uppercase())

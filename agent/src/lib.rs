@@ -11,15 +11,16 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod controllers;
+pub mod deploy;
 pub mod ids;
 pub mod logging;
 pub mod logs;
 pub mod metrics;
+pub mod node;
 pub mod objects;
 pub mod plugins;
 pub mod repo;
 pub mod resources;
-pub mod supervisor;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +57,10 @@ pub enum StartError {
     Runtime(#[from] dray_runtime::RuntimeError),
     #[error("cannot re-adopt running processes: {0}")]
     Adopt(String),
+    #[error("cannot read or create the rack id in the store: {0}")]
+    RackId(String),
+    #[error("containerd namespace {namespace:?} holds the containers of another rack (id {other}): give this agent a namespace of its own with --containerd-namespace NAME (or DRAY_CONTAINERD_NAMESPACE)")]
+    ForeignNamespace { namespace: String, other: String },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -109,25 +114,28 @@ impl Agent {
                 .with_fifo_dir(data_dir.join("fifo"));
         let registry = metrics::Registry::default();
         let repo = repo::Repo::new(store.clone());
+        let mut config = config;
+        config.rack_id = rack_id(&repo).await?;
+        check_namespace(&runtime, &config).await?;
         // The controllers own the cache of parsed releases; the resources reconciler reads
         // through the same one, so each release's manifest is parsed once per agent.
         let controllers = controllers::Controllers::new(store.clone(), config.clone());
         let releases = controllers.releases_cache().clone();
-        let options = supervisor::Options {
-            policy: supervisor::backoff::BackoffPolicy {
+        let options = node::Options {
+            policy: node::backoff::BackoffPolicy {
                 initial: config.crash_backoff,
                 ..Default::default()
             },
             ..Default::default()
         };
-        let supervisor = supervisor::Supervisor::new(
+        let node = node::Node::new(
             runtime.clone(),
-            repo,
+            repo.clone(),
             Arc::new(config.clone()),
             &registry,
             options.clone(),
         );
-        let adopted = supervisor
+        let adopted = node
             .adopt()
             .await
             .map_err(|e| StartError::Adopt(e.to_string()))?;
@@ -143,18 +151,20 @@ impl Agent {
             releases,
             Arc::new(config.clone()),
             plugins.clone(),
-            supervisor.clone(),
+            node.clone(),
             options.logger_path,
             options.policy,
         );
         if let Err(e) = resources.reserve_ports().await {
             tracing::warn!(error = %e, "cannot read the resources' ports");
         }
-        tokio::spawn(supervisor.clone().run());
-        tracing::info!(adopted, "supervisor running");
+        tokio::spawn(node.clone().run());
+        tracing::info!(adopted, instance = %config.instance, "node running");
+        let deployer = deploy::Deployer::new(repo, Arc::new(config.clone()));
+        tokio::spawn(deployer.clone().run());
         tokio::spawn(resources.clone().run());
         let controllers = controllers
-            .with_supervisor(supervisor)
+            .with_node(node)
             .with_plugins(plugins)
             .with_resources(resources);
         let app = api::router(api::ApiState::new(controllers, token.clone(), registry));
@@ -207,6 +217,54 @@ impl Agent {
             Err(e) => Err(std::io::Error::other(e)),
         }
     }
+}
+
+/// The rack's id: read from the store, or generated and written there on the first start (with
+/// a compare-and-swap, so instances sharing a store agree on one).
+async fn rack_id(repo: &repo::Repo) -> Result<String, StartError> {
+    const KEY: &str = "/dray/rack/id";
+    let err = |e: dray_store::StoreError| StartError::RackId(e.to_string());
+    loop {
+        if let Some(kv) = repo.store().get(KEY).await.map_err(err)? {
+            return Ok(String::from_utf8_lossy(&kv.value).trim().to_string());
+        }
+        let id = ids::rack_id();
+        let resp = repo
+            .store()
+            .txn(dray_store::Txn {
+                compare: vec![dray_store::Compare::ModRevision(KEY.into(), 0)],
+                success: vec![dray_store::Op::Put(KEY.into(), id.clone().into_bytes())],
+                failure: vec![],
+            })
+            .await
+            .map_err(err)?;
+        if resp.succeeded {
+            return Ok(id);
+        }
+    }
+}
+
+/// Refuse to start on a containerd namespace that holds another rack's containers: two agents
+/// on one namespace would stop each other's processes as orphans. Containers made before racks
+/// had ids carry no `dray.rack` label and are taken as this rack's.
+async fn check_namespace(
+    runtime: &dray_runtime::Runtime,
+    config: &Config,
+) -> Result<(), StartError> {
+    for c in runtime.list(&[]).await? {
+        if !c.labels.contains_key(node::labels::APP) {
+            continue;
+        }
+        if let Some(other) = c.labels.get(node::labels::RACK) {
+            if *other != config.rack_id {
+                return Err(StartError::ForeignNamespace {
+                    namespace: config.containerd_namespace.clone(),
+                    other: other.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(unix)]

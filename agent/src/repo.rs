@@ -402,3 +402,179 @@ impl Repo {
             .collect())
     }
 }
+
+/// Key of a process the planner assigned to an instance.
+pub fn assignment_key(instance: &str, app: &str, process: &str) -> String {
+    format!("/dray/assignments/{instance}/{app}/{process}")
+}
+
+/// Prefix of an instance's assignments (every instance's with `None`).
+pub fn assignments_prefix(instance: Option<&str>) -> String {
+    match instance {
+        Some(i) => format!("/dray/assignments/{i}/"),
+        None => "/dray/assignments/".to_string(),
+    }
+}
+
+/// Key of a process as its node reports it.
+pub fn process_key(app: &str, process: &str) -> String {
+    format!("/dray/processes/{app}/{process}")
+}
+
+/// Prefix of an app's processes (every app's with `None`).
+pub fn processes_prefix(app: Option<&str>) -> String {
+    match app {
+        Some(a) => format!("/dray/processes/{a}/"),
+        None => "/dray/processes/".to_string(),
+    }
+}
+
+/// A service process the planner wants an instance to run (written by the planner only; the
+/// node of that instance starts it, and stops it when the assignment is deleted).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub app: String,
+    pub service: String,
+    pub release: String,
+    /// The process id users see: `<service>-<5 letters>`.
+    pub process: String,
+    pub instance: String,
+    /// CPU (millicores) and memory (MB) limits (the live scale wins over the manifest).
+    pub cpu: u64,
+    pub memory: u64,
+    pub created: DateTime<Utc>,
+}
+
+/// What kind of process a container is (the `dray.type` label and `Process.type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessKind {
+    /// One of a service's `count` processes.
+    Service,
+    /// A one-off `dray run`.
+    Process,
+    /// A timer run.
+    Timer,
+}
+
+impl ProcessKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessKind::Service => "service",
+            ProcessKind::Process => "process",
+            ProcessKind::Timer => "timer",
+        }
+    }
+
+    /// From a `dray.type` label (anything unknown is a service, as before the label existed).
+    pub fn parse(s: &str) -> ProcessKind {
+        match s {
+            "process" => ProcessKind::Process,
+            "timer" => ProcessKind::Timer,
+            _ => ProcessKind::Service,
+        }
+    }
+}
+
+/// A process as its node reports it (written by the node that runs it, only when it changes):
+/// the source of `dray ps`, the endpoints feed and the planner's observed state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    pub app: String,
+    pub service: String,
+    pub release: String,
+    pub process: String,
+    pub kind: ProcessKind,
+    pub instance: String,
+    /// The address it is reached at.
+    #[serde(default)]
+    pub host: String,
+    pub status: dray_sdk::ProcessStatus,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub command: String,
+    pub cpu: u64,
+    pub memory: u64,
+    pub started: DateTime<Utc>,
+    /// Restarts after crashes (or failed liveness checks).
+    #[serde(default)]
+    pub restarts: u32,
+    /// Crashes in a row (reset after it ran long enough).
+    #[serde(default)]
+    pub crashes: u32,
+    #[serde(default)]
+    pub exit_code: Option<u32>,
+}
+
+impl ProcessRecord {
+    /// The API view.
+    pub fn view(&self) -> dray_sdk::Process {
+        dray_sdk::Process {
+            id: self.process.clone(),
+            app: self.app.clone(),
+            command: self.command.clone(),
+            cpu: self.cpu as f64 / 1000.0,
+            host: self.host.clone(),
+            image: self.image.clone(),
+            instance: self.instance.clone(),
+            memory: self.memory as f64,
+            name: self.service.clone(),
+            ports: self.port.map(|p| vec![p.to_string()]).unwrap_or_default(),
+            release: self.release.clone(),
+            started: self.started,
+            status: self.status.as_str().into(),
+            service: self.service.clone(),
+            kind: self.kind.as_str().into(),
+            restarts: self.restarts,
+            exit_code: self.exit_code.map(|c| c as i32),
+        }
+    }
+}
+
+impl Repo {
+    /// An instance's assignments (every instance's with `None`), with the store revision they
+    /// were read at (to watch from).
+    pub async fn assignments(
+        &self,
+        instance: Option<&str>,
+    ) -> Result<(Vec<Assignment>, Revision), RepoError> {
+        let r = self.store.range(&assignments_prefix(instance)).await?;
+        let rev = r.revision;
+        let list = r
+            .kvs
+            .into_iter()
+            .map(|kv| decode(kv).map(|v: Versioned<Assignment>| v.value))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((list, rev))
+    }
+
+    /// An app's processes as their nodes report them (every app's with `None`), by id.
+    pub async fn processes(&self, app: Option<&str>) -> Result<Vec<ProcessRecord>, RepoError> {
+        let mut out = self
+            .store
+            .range(&processes_prefix(app))
+            .await?
+            .kvs
+            .into_iter()
+            .map(|kv| decode(kv).map(|v: Versioned<ProcessRecord>| v.value))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by(|a, b| (&a.app, &a.service, &a.process).cmp(&(&b.app, &b.service, &b.process)));
+        Ok(out)
+    }
+
+    /// One process of an app.
+    pub async fn process(&self, app: &str, id: &str) -> Result<Option<ProcessRecord>, RepoError> {
+        Ok(self.get(&process_key(app, id)).await?.map(|v| v.value))
+    }
+}
+
+/// Decode a raw store value of type `T` (for watch events), naming the key when it is corrupt.
+pub fn decode_value<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, RepoError> {
+    serde_json::from_slice(value).map_err(|e| RepoError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}

@@ -12,7 +12,7 @@
 //!   the plan no longer lists them;
 //! * cloud databases are created, polled and deleted through `dray-cloud` (cargo feature `aws`);
 //! * once every object runs and passes its health check, the plugin's `outputs` (`URL`, `USER`,
-//!   `PASS`, ...) are written to the resource's record in the store, where the supervisor picks
+//!   `PASS`, ...) are written to the resource's record in the store, where the planner and the node pick
 //!   them up for the services that link the resource.
 //!
 //! A resource whose `<NAME>_URL` the user set in the app's env is not run at all (Convox's
@@ -42,14 +42,14 @@ use tokio::sync::Notify;
 
 use crate::app::ReleaseCache;
 use crate::config::Config;
+use crate::node::backoff::{Backoff, BackoffPolicy};
+use crate::node::Node;
 use crate::plugins::PluginSlot;
 use crate::repo::{AppRecord, Repo, ResourceObject, ResourceOutput, ResourceRecord};
-use crate::supervisor::backoff::{Backoff, BackoffPolicy};
-use crate::supervisor::Supervisor;
 
 /// Container labels of resource objects.
 pub mod labels {
-    pub use crate::supervisor::labels::{APP, PORT, TYPE};
+    pub use crate::node::labels::{APP, PORT, TYPE};
     /// The resource name.
     pub const RESOURCE: &str = "dray.resource";
     /// The object's name in the plan.
@@ -134,7 +134,7 @@ pub struct Resources {
     repo: Repo,
     config: Arc<Config>,
     plugins: PluginSlot,
-    supervisor: Arc<Supervisor>,
+    node: Arc<Node>,
     /// Releases parsed once (the controllers' cache: the same `Arc`s).
     releases: ReleaseCache,
     logger_path: PathBuf,
@@ -153,7 +153,7 @@ impl Resources {
         releases: ReleaseCache,
         config: Arc<Config>,
         plugins: PluginSlot,
-        supervisor: Arc<Supervisor>,
+        node: Arc<Node>,
         logger_path: PathBuf,
         policy: BackoffPolicy,
     ) -> Arc<Resources> {
@@ -162,7 +162,7 @@ impl Resources {
             repo: releases.repo().clone(),
             config,
             plugins,
-            supervisor,
+            node,
             releases,
             logger_path,
             policy,
@@ -214,7 +214,7 @@ impl Resources {
             .iter()
             .filter(|r| r.port != 0)
         {
-            self.supervisor.ports().reserve(r.port);
+            self.node.ports().reserve(r.port);
         }
         Ok(())
     }
@@ -407,7 +407,6 @@ impl Resources {
                         d.name, d.kind
                     ),
                 );
-                self.supervisor.wake();
             }
             rec.updated = now;
             if let Err(e) = self.repo.put_resource(&rec).await {
@@ -453,7 +452,7 @@ impl Resources {
         rec.plugin = handle.name().to_string();
         if rec.port == 0 {
             rec.port = self
-                .supervisor
+                .node
                 .ports()
                 .allocate()
                 .ok_or("no free host port left in the port range")?;
@@ -853,9 +852,7 @@ impl Resources {
                     )
                     .await
                     .is_ok_and(|r| r.is_ok()),
-                    Probe::Http(p) => {
-                        crate::supervisor::health_check(p.port, &p.path, timeout).await
-                    }
+                    Probe::Http(p) => crate::node::probe::http_ok(p.port, &p.path, timeout).await,
                 };
                 let started = self.live().get(id).map(|l| l.started_at);
                 let in_grace = started.is_some_and(|t| {
@@ -1104,7 +1101,7 @@ impl Resources {
             return;
         }
         if rec.port != 0 {
-            self.supervisor.ports().release(rec.port);
+            self.node.ports().release(rec.port);
         }
         if let Err(e) = self.repo.delete_resource(&rec.app, &rec.name).await {
             tracing::warn!(app = %rec.app, resource = %rec.name, error = %e, "cannot delete the resource record");
@@ -1182,7 +1179,7 @@ impl Resources {
             // Not allocated yet: plan with a free port, given back at once (the real one is
             // allocated when a promote creates the resource).
             _ => {
-                let port = self.supervisor.ports().allocate().ok_or_else(|| {
+                let port = self.node.ports().allocate().ok_or_else(|| {
                     ResourceError::Unavailable("no free host port left in the port range".into())
                 })?;
                 (port, Vec::new(), true)
@@ -1190,7 +1187,7 @@ impl Resources {
         };
         let plan = handle.plan(Self::spec(d, port), observed).await;
         if tentative {
-            self.supervisor.ports().release(port);
+            self.node.ports().release(port);
         }
         plan.map_err(|e| ResourceError::Invalid(e.to_string()))
     }

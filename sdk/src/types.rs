@@ -444,6 +444,13 @@ wire_enum! {
     }
 }
 
+impl ProcessStatus {
+    /// Whether the process still runs, or will again (not a finished one-off).
+    pub fn is_live(self) -> bool {
+        !matches!(self, ProcessStatus::Complete | ProcessStatus::Failed)
+    }
+}
+
 wire_enum! {
     /// The state of a resource (`dray resources` STATUS).
     ResourceStatus {

@@ -169,7 +169,12 @@ fn schemas() -> Value {
             "name": s("string"), "ports": { "type": "array", "items": s("string") }, "release": s("string"),
             "started": time, "service": s("string"), "type": s("string"), "restarts": s("integer"),
             "exit_code": s("integer"),
-            "status": { "type": "string", "enum": ["pending", "starting", "running", "unhealthy", "crashed", "complete", "failed"] },
+            "status": { "type": "string", "enum": dray_sdk::ProcessStatus::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>() },
+        }},
+        "Endpoint": { "type": "object", "required": ["app", "service", "process", "port"], "properties": {
+            "app": s("string"), "service": s("string"), "process": s("string"), "release": s("string"),
+            "instance": s("string"), "address": s("string"), "port": s("integer"),
+            "healthy": s("boolean"), "draining": s("boolean"),
         }},
         "Service": { "type": "object", "required": ["name"], "properties": {
             "name": s("string"), "count": s("integer"), "running": s("integer"), "cpu": s("integer"),
@@ -191,7 +196,7 @@ fn schemas() -> Value {
         }},
         "Resource": { "type": "object", "required": ["name", "type", "status"], "properties": {
             "name": s("string"), "type": s("string"),
-            "status": { "type": "string", "enum": ["pending", "provisioning", "running", "unhealthy", "failed", "overridden"] },
+            "status": { "type": "string", "enum": dray_sdk::ResourceStatus::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>() },
             "url": s("string"), "reason": s("string"), "plugin": s("string"), "port": s("integer"),
             "outputs": { "type": "array", "items": { "type": "object", "properties": {
                 "key": s("string"), "value": s("string"), "secret": s("boolean") } } },
@@ -205,10 +210,13 @@ fn schemas() -> Value {
             "plan": { "type": "object", "description": "the plugin's resource-plan (objects, diagnostics), as in wit/types.wit" },
         }},
         "App": { "type": "object", "required": ["name", "status"], "properties": {
-            "name": s("string"), "status": { "type": "string", "enum": ["creating", "running", "updating", "rollback", "deleting"] },
+            "name": s("string"), "status": { "type": "string", "enum": dray_sdk::AppStatus::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>() },
             "release": s("string"), "locked": s("boolean"), "router": s("string"),
             "generation": s("string"), "parameters": { "type": "object", "additionalProperties": s("string") },
-            "created": time,
+            "created": time, "deploy-error": s("string"), "deploying": s("string"),
+            "progress": { "type": "array", "items": { "type": "object", "properties": {
+                "service": s("string"), "desired": s("integer"), "updated": s("integer"),
+                "healthy": s("integer"), "old": s("integer") } } },
         }},
         "Build": { "type": "object", "required": ["id", "app", "status"], "properties": {
             "id": s("string"), "app": s("string"), "description": s("string"), "entrypoint": s("string"),

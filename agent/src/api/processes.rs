@@ -82,6 +82,20 @@ pub(super) fn routes(r: Routes) -> Routes {
     .add(
         RouteDoc {
             method: "GET",
+            path: "/apps/{app}/endpoints",
+            operation: "EndpointList",
+            summary: "every service process with its address, port, health and draining state",
+            auth: true,
+            query: &[],
+            body: &[],
+            response: "[Endpoint]",
+            errors: &[404],
+        },
+        get(endpoints),
+    )
+    .add(
+        RouteDoc {
+            method: "GET",
             path: "/apps/{app}/services",
             operation: "ServiceList",
             summary: "the active release's services with their live scale",
@@ -227,6 +241,13 @@ async fn stop(
 ) -> Result<Response, ApiError> {
     s.controllers.process_stop(&app, &pid).await?;
     done()
+}
+
+async fn endpoints(
+    State(s): State<ApiState>,
+    Path(app): Path<String>,
+) -> Result<Response, ApiError> {
+    ok(&s.controllers.endpoints(&app).await?)
 }
 
 async fn services(

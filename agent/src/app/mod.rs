@@ -1,8 +1,8 @@
 //! Apps' derived data: what the agent works out from an app's records and shares between the
-//! API, the supervisor and the resources reconciler.
+//! API, the node, the deployer and the resources reconciler.
 //!
 //! Today this is [`ReleaseCache`]: a release's manifest is parsed once (interpolated with the
-//! release's env, as the supervisor runs it) and the result is shared as an
+//! release's env, as the node runs it) and the result is shared as an
 //! `Arc<`[`ParsedRelease`]`>` with everything callers derive from it repeatedly (the router's
 //! service, the declared resources). Releases are immutable, so nothing here is ever invalidated
 //! but by an app's deletion ([`ReleaseCache::forget_app`]) or by eviction.

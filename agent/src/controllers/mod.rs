@@ -68,12 +68,13 @@ impl From<dray_store::StoreError> for Error {
 #[derive(Clone)]
 pub struct Controllers {
     repo: Repo,
-    /// Releases parsed once, shared with the supervisor and the resources reconciler.
+    /// Releases parsed once, shared with the resources reconciler (and, later, the node and the
+    /// deployer).
     releases: ReleaseCache,
     config: Arc<Config>,
     app_locks: AppLocks,
     objects: crate::objects::Objects,
-    supervisor: Option<Arc<crate::supervisor::Supervisor>>,
+    node: Option<Arc<crate::node::Node>>,
     /// The plugin host (possibly still loading), or why there is none.
     plugins: crate::plugins::PluginSlot,
     /// The resource reconciler (absent without containerd).
@@ -109,7 +110,7 @@ impl Controllers {
             objects: crate::objects::Objects::new(config.data_dir.join("objects")),
             config: Arc::new(config),
             app_locks: AppLocks::default(),
-            supervisor: None,
+            node: None,
             plugins: crate::plugins::PluginSlot::unavailable(
                 "this agent runs without a plugin host",
             ),
@@ -118,7 +119,7 @@ impl Controllers {
     }
 
     /// The cache of parsed releases these controllers read through (hand the same one to the
-    /// supervisor and the resources reconciler, so each release is parsed once per agent).
+    /// resources reconciler, the node and the deployer, so each release is parsed once per agent).
     pub fn releases_cache(&self) -> &ReleaseCache {
         &self.releases
     }
@@ -142,15 +143,16 @@ impl Controllers {
         self
     }
 
-    /// Attach the process supervisor (without one, process calls fail with a clear error).
-    pub fn with_supervisor(mut self, supervisor: Arc<crate::supervisor::Supervisor>) -> Self {
-        self.supervisor = Some(supervisor);
+    /// Attach this instance's node executor (without one, process calls fail with a clear
+    /// error).
+    pub fn with_node(mut self, node: Arc<crate::node::Node>) -> Self {
+        self.node = Some(node);
         self
     }
 
-    /// The supervisor, or an error naming what is missing.
-    pub(crate) fn supervisor(&self) -> Result<&Arc<crate::supervisor::Supervisor>, Error> {
-        self.supervisor
+    /// The node executor, or an error naming what is missing.
+    pub(crate) fn node(&self) -> Result<&Arc<crate::node::Node>, Error> {
+        self.node
             .as_ref()
             .ok_or_else(|| Error::Internal("this agent runs without containerd".into()))
     }

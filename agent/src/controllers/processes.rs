@@ -1,4 +1,6 @@
-//! Processes, services, scale, promote, and images: the controller side of the supervisor.
+//! Processes, services, endpoints, scale, restart, promote, and images: the controller side of
+//! the planner and the node. Promote, scale and restart only write records (the planner reacts
+//! to them); process listings read the records the nodes write.
 
 use std::collections::BTreeMap;
 
@@ -7,16 +9,16 @@ use dray_sdk::{Build, Image, Process, Release, Service, ServicePort};
 use dray_store::{Compare, Op, Txn};
 
 use super::{Controllers, Error, CAS_RETRIES};
-use crate::repo::{self, ScaleRecord};
-use crate::supervisor::{Kind, Status, SupervisorError};
+use crate::node::NodeError;
+use crate::repo::{self, ProcessKind, ScaleRecord};
 
-impl From<SupervisorError> for Error {
-    fn from(e: SupervisorError) -> Self {
+impl From<NodeError> for Error {
+    fn from(e: NodeError) -> Self {
         match e {
-            SupervisorError::NotFound(_) => Error::NotFound(e.to_string()),
-            SupervisorError::Plan(m) => Error::Unprocessable(m),
-            SupervisorError::Waiting(m) => Error::Conflict(m),
-            SupervisorError::Runtime(r) if r.is_not_found() => Error::NotFound(r.to_string()),
+            NodeError::NotFound(_) => Error::NotFound(e.to_string()),
+            NodeError::Plan(m) => Error::Unprocessable(m),
+            NodeError::Waiting(m) => Error::Conflict(m),
+            NodeError::Runtime(r) if r.is_not_found() => Error::NotFound(r.to_string()),
             other => Error::Internal(other.to_string()),
         }
     }
@@ -50,10 +52,11 @@ pub struct ScaleOptions {
 }
 
 impl Controllers {
-    /// Start deploying a release: the supervisor runs it next to the active one and makes it
-    /// active once every process is healthy (the app is `updating` until then).
+    /// Start deploying a release: the planner rolls it out next to the active one within the
+    /// deployment bounds and makes it active once every process is healthy (the app is
+    /// `updating` until then).
     pub async fn promote(&self, app: &str, id: &str, opts: PromoteOptions) -> Result<(), Error> {
-        self.supervisor()?;
+        self.node()?;
         self.app_record(app).await?;
         let parsed = self
             .releases
@@ -105,6 +108,7 @@ impl Controllers {
             next.deploy_started = Utc::now();
             next.deploy_timeout = opts.timeout.unwrap_or(600).clamp(5, 86_400);
             next.cancel_requested = false;
+            next.progress.clear();
             let key = repo::app_key(app);
             let resp = self
                 .repo
@@ -118,7 +122,6 @@ impl Controllers {
             if resp.succeeded {
                 crate::logs::system(&self.config, app, &format!("promoting release {id}"));
                 tracing::info!(target: "audit", app, release = id, "promote started");
-                self.supervisor()?.wake();
                 if let Some(r) = &self.resources {
                     r.wake();
                 }
@@ -130,7 +133,7 @@ impl Controllers {
         )))
     }
 
-    /// Processes of an app, optionally of one service or release.
+    /// Processes of an app, optionally of one service or release (as their nodes report them).
     pub async fn processes(
         &self,
         app: &str,
@@ -139,8 +142,9 @@ impl Controllers {
     ) -> Result<Vec<Process>, Error> {
         self.app_record(app).await?;
         Ok(self
-            .supervisor()?
+            .repo
             .processes(Some(app))
+            .await?
             .into_iter()
             .filter(|p| service.is_none_or(|s| p.service == s))
             .filter(|p| release.is_none_or(|r| p.release == r))
@@ -151,20 +155,65 @@ impl Controllers {
     /// One process of an app.
     pub async fn process(&self, app: &str, pid: &str) -> Result<Process, Error> {
         self.app_record(app).await?;
-        self.supervisor()?
+        self.repo
             .process(app, pid)
+            .await?
             .map(|p| p.view())
             .ok_or_else(|| Error::NotFound(format!("process not found: {pid}")))
     }
 
-    /// Stop a process; a service process is replaced.
+    /// Stop a process. A service process's assignment is removed: its node drains and stops it
+    /// and the planner assigns a replacement. A one-off process is stopped by its node.
     pub async fn process_stop(&self, app: &str, pid: &str) -> Result<(), Error> {
         self.app_record(app).await?;
-        self.supervisor()?
-            .stop_process(app, pid)
-            .map_err(|_| Error::NotFound(format!("process not found: {pid}")))?;
+        let not_found = || Error::NotFound(format!("process not found: {pid}"));
+        let rec = self.repo.process(app, pid).await?.ok_or_else(not_found)?;
+        match rec.kind {
+            ProcessKind::Service => {
+                let key = repo::assignment_key(&rec.instance, app, pid);
+                if self.repo.store().delete(&key).await?.is_none() {
+                    // Not assigned (any more): it is already being stopped, or its node has
+                    // not caught up; stop it there directly.
+                    if let Ok(node) = self.node() {
+                        let _ = node.stop_process(app, pid);
+                    }
+                }
+            }
+            ProcessKind::Process | ProcessKind::Timer => {
+                self.node()?
+                    .stop_process(app, pid)
+                    .map_err(|_| not_found())?;
+            }
+        }
         tracing::info!(target: "audit", app, process = pid, "process stopped");
         Ok(())
+    }
+
+    /// Every service process of an app with its address, port, health and draining state (the
+    /// endpoints feed the router and balancers consume).
+    pub async fn endpoints(&self, app: &str) -> Result<Vec<dray_sdk::Endpoint>, Error> {
+        self.app_record(app).await?;
+        Ok(self
+            .repo
+            .processes(Some(app))
+            .await?
+            .into_iter()
+            .filter(|p| p.kind == ProcessKind::Service && p.status.is_live())
+            .filter_map(|p| {
+                let port = p.port?;
+                Some(dray_sdk::Endpoint {
+                    healthy: p.status == dray_sdk::ProcessStatus::Running,
+                    draining: p.status == dray_sdk::ProcessStatus::Stopping,
+                    app: p.app,
+                    service: p.service,
+                    process: p.process,
+                    release: p.release,
+                    instance: p.instance,
+                    address: p.host,
+                    port,
+                })
+            })
+            .collect())
     }
 
     /// The services of the active release with their live scale.
@@ -184,23 +233,29 @@ impl Controllers {
             .manifest()
             .map_err(|e| Error::Internal(format!("the active release's manifest: {e}")))?;
         let scale = self.repo.scale(app).await?;
-        let procs = self
-            .supervisor
-            .as_ref()
-            .map(|s| s.processes(Some(app)))
-            .unwrap_or_default();
+        let endpoints = self.endpoints(app).await?;
+        let procs = self.repo.processes(Some(app)).await?;
         let mut out = Vec::new();
         for (name, svc) in &manifest.services {
             let live = scale.get(name).cloned().unwrap_or_default();
-            let running = procs
-                .iter()
-                .filter(|p| {
-                    p.service == *name
-                        && p.kind == Kind::Service
-                        && p.release == id
-                        && p.status == Status::Running
-                })
-                .count() as u32;
+            // Ready processes of the active release: the healthy endpoints, or (services
+            // without a port have none) the running processes.
+            let running = if svc.main_port().is_some() {
+                endpoints
+                    .iter()
+                    .filter(|e| e.service == *name && e.release == id && e.healthy)
+                    .count() as u32
+            } else {
+                procs
+                    .iter()
+                    .filter(|p| {
+                        p.service == *name
+                            && p.kind == ProcessKind::Service
+                            && p.release == id
+                            && p.status == dray_sdk::ProcessStatus::Running
+                    })
+                    .count() as u32
+            };
             let domain = if svc.is_routable() {
                 format!("{name}.{app}.{}", self.config.domain)
             } else {
@@ -208,7 +263,11 @@ impl Controllers {
             };
             out.push(Service {
                 name: name.clone(),
-                count: live.count.unwrap_or(svc.count_range().0.max(0) as u32),
+                count: if svc.agent {
+                    1
+                } else {
+                    live.count.unwrap_or(svc.count_range().0.max(0) as u32)
+                },
                 running,
                 cpu: live.cpu.unwrap_or(svc.scale.cpu.max(0) as u64),
                 memory: live.memory.unwrap_or(svc.scale.memory.max(0) as u64),
@@ -251,6 +310,11 @@ impl Controllers {
         if !services.iter().any(|s| s.name == service) {
             return Err(Error::NotFound(format!("service not found: {service}")));
         }
+        if opts.count.is_some() && self.is_agent(app, service).await? {
+            return Err(Error::BadRequest(format!(
+                "service {service} is an agent (agent: true): it runs one process per instance, so its count cannot be set; change --cpu or --memory, or remove `agent: true` from convox.yml"
+            )));
+        }
         let _guard = self.app_locks.lock(app).await;
         let key = repo::scale_key(app);
         for _ in 0..CAS_RETRIES {
@@ -283,9 +347,6 @@ impl Controllers {
                 .await?;
             if resp.succeeded {
                 tracing::info!(target: "audit", app, service, count = ?opts.count, cpu = ?opts.cpu, memory = ?opts.memory, "service scaled");
-                if let Ok(s) = self.supervisor() {
-                    s.wake();
-                }
                 drop(_guard);
                 return self
                     .services(app)
@@ -300,7 +361,22 @@ impl Controllers {
         )))
     }
 
-    /// Replace the processes of one service (or every service).
+    /// Whether a service of the app's active release is an agent (`agent: true`).
+    async fn is_agent(&self, app: &str, service: &str) -> Result<bool, Error> {
+        let rec = self.app_record(app).await?.value;
+        if rec.release.is_empty() {
+            return Ok(false);
+        }
+        let release = self.release(app, &rec.release).await?;
+        Ok(crate::node::release_manifest(&release)
+            .ok()
+            .and_then(|m| m.services.get(service).map(|s| s.agent))
+            .unwrap_or(false))
+    }
+
+    /// Replace the processes of one service (or every service) with a rolling restart within
+    /// the deployment bounds: the planner replaces every process started before now. Returns
+    /// how many processes will be replaced.
     pub async fn restart(&self, app: &str, service: Option<&str>) -> Result<usize, Error> {
         self.app_record(app).await?;
         if let Some(s) = service {
@@ -308,7 +384,33 @@ impl Controllers {
                 return Err(Error::NotFound(format!("service not found: {s}")));
             }
         }
-        let n = self.supervisor()?.restart(app, service);
+        let now = Utc::now();
+        self.update_app(app, |rec| {
+            rec.restarts.insert(service.unwrap_or("*").to_string(), now);
+            Ok(true)
+        })
+        .await?;
+        let n = self
+            .repo
+            .processes(Some(app))
+            .await?
+            .iter()
+            .filter(|p| {
+                p.kind == ProcessKind::Service
+                    && p.status.is_live()
+                    && service.is_none_or(|s| p.service == s)
+            })
+            .count();
+        crate::logs::system(
+            &self.config,
+            app,
+            &format!(
+                "restarting {} ({n} processes, rolling)",
+                service
+                    .map(|s| format!("service {s}"))
+                    .unwrap_or_else(|| "every service".into())
+            ),
+        );
         tracing::info!(target: "audit", app, service, processes = n, "restart");
         Ok(n)
     }
@@ -343,7 +445,7 @@ impl Controllers {
         let image_name = format!("dray.local/{app}:{}", id.to_lowercase());
         let started = Utc::now();
         let images = self
-            .supervisor()?
+            .node()?
             .runtime()
             .import_archive(archive, Some(&image_name))
             .await
@@ -390,7 +492,7 @@ impl Controllers {
         name: Option<&str>,
     ) -> Result<Vec<Image>, Error> {
         let images = self
-            .supervisor()?
+            .node()?
             .runtime()
             .import_archive(archive, name)
             .await
@@ -400,7 +502,7 @@ impl Controllers {
 
     /// Images the rack holds.
     pub async fn images(&self) -> Result<Vec<Image>, Error> {
-        let images = self.supervisor()?.runtime().images().await?;
+        let images = self.node()?.runtime().images().await?;
         Ok(images.into_iter().map(image_view).collect())
     }
 }
@@ -438,8 +540,8 @@ impl Controllers {
             None => Vec::new(),
         };
         let p = self
-            .supervisor()?
-            .run_once(crate::supervisor::RunRequest {
+            .node()?
+            .run_once(crate::node::RunRequest {
                 app: app.to_string(),
                 service: service.to_string(),
                 release: opts.release.filter(|r| !r.is_empty()),
@@ -448,7 +550,7 @@ impl Controllers {
             })
             .await
             .map_err(|e| match e {
-                SupervisorError::NotFound(what) if what.starts_with("service") => {
+                NodeError::NotFound(what) if what.starts_with("service") => {
                     Error::NotFound(format!("service not found: {service}"))
                 }
                 other => other.into(),
@@ -472,7 +574,7 @@ impl Controllers {
         if args.is_empty() {
             return Err(Error::BadRequest("a command is required".into()));
         }
-        let sup = self.supervisor()?;
+        let sup = self.node()?;
         let container = sup.resolve(app, pid_or_service).ok_or_else(|| {
             Error::NotFound(format!(
                 "no running process or service named {pid_or_service} in app {app}"

@@ -191,7 +191,7 @@ impl Controllers {
             spec.size = size;
         }
         tracing::info!(target: "audit", app, resource = name, op = ?op, "resource data operation");
-        Ok(self.supervisor()?.runtime().exec(&container, &spec).await?)
+        Ok(self.node()?.runtime().exec(&container, &spec).await?)
     }
 
     /// Check a release's resources before it is promoted: each type has a plugin and the

@@ -1,5 +1,5 @@
-//! From a release to processes: what each service runs ([`ProcessPlan`]) and the container spec
-//! of one process.
+//! From a release to processes: what each service runs ([`ProcessPlan`]), whether its linked
+//! resources are ready, and the one container spec builder of this instance's processes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,19 +8,24 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dray_runtime::{ContainerSpec, Log};
-use rand::Rng;
 
-use super::{labels, Kind, SupervisorError};
+use super::{labels, NodeError};
 use crate::app::ParsedRelease;
 use crate::config::Config;
-use crate::repo::{AppRecord, Repo};
+use crate::repo::{ProcessKind, Repo};
 
-/// A service's health check.
-#[derive(Clone, Debug)]
+/// A service's HTTP check (readiness or liveness) on a port of the process.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthPlan {
     pub path: String,
+    /// The port checked: `health.port` / `liveness.port`, else the process's port.
+    pub port: Option<u16>,
     pub grace: Duration,
+    pub interval: Duration,
     pub timeout: Duration,
+    /// Failures in a row that make it fail (readiness: 3, as Convox; liveness: its
+    /// `failureThreshold`).
+    pub failure_threshold: u32,
 }
 
 /// Everything needed to run the processes of one service of one release.
@@ -39,8 +44,13 @@ pub struct ProcessPlan {
     pub memory: u64,
     pub privileged: bool,
     pub needs_port: bool,
+    /// Readiness: the process serves once it passes (services with a port, unless disabled).
     pub health: Option<HealthPlan>,
+    /// Liveness: the process is restarted when it fails (only with `liveness.path`).
+    pub liveness: Option<HealthPlan>,
+    /// SIGTERM to SIGKILL (`termination.grace`).
     pub grace: Duration,
+    pub agent: bool,
 }
 
 impl ProcessPlan {
@@ -50,17 +60,8 @@ impl ProcessPlan {
     }
 }
 
-/// A new process id: `<service>-<5 lowercase letters>`.
-pub fn process_id(service: &str) -> String {
-    let mut rng = rand::rng();
-    let suffix: String = (0..5)
-        .map(|_| rng.random_range(b'a'..=b'z') as char)
-        .collect();
-    format!("{service}-{suffix}")
-}
-
 /// A release's manifest, interpolated with its env (moved to [`crate::app`], which parses each
-/// release once; re-exported here for the supervisor's callers).
+/// release once; re-exported here for the node's callers).
 pub use crate::app::release_manifest;
 
 /// Plans for every service of a release (services with `scale.count` 0 included: they run
@@ -69,14 +70,14 @@ pub use crate::app::release_manifest;
 pub async fn plan_release(
     repo: &Repo,
     config: &Config,
-    rec: &AppRecord,
+    app: &str,
     release_id: &str,
-) -> Result<Vec<Arc<ProcessPlan>>, SupervisorError> {
+) -> Result<Vec<Arc<ProcessPlan>>, NodeError> {
     let release = repo
-        .release(&rec.name, release_id)
+        .release(app, release_id)
         .await?
-        .ok_or_else(|| SupervisorError::Plan(format!("release not found: {release_id}")))?;
-    plan_parsed(repo, config, rec, &ParsedRelease::parse(release)).await
+        .ok_or_else(|| NodeError::Plan(format!("release not found: {release_id}")))?;
+    plan_parsed(repo, config, app, &ParsedRelease::parse(release)).await
 }
 
 /// Plans for every service of a parsed release (`cache.get(app, id)` of the agent's
@@ -84,61 +85,54 @@ pub async fn plan_release(
 pub async fn plan_parsed(
     repo: &Repo,
     config: &Config,
-    rec: &AppRecord,
+    app: &str,
     parsed: &ParsedRelease,
-) -> Result<Vec<Arc<ProcessPlan>>, SupervisorError> {
+) -> Result<Vec<Arc<ProcessPlan>>, NodeError> {
     let release = &parsed.release;
     let release_id = release.id.as_str();
     let build = if release.build.is_empty() {
         None
     } else {
-        repo.build(&rec.name, &release.build).await?
+        repo.build(app, &release.build).await?
     };
     let env = &parsed.env;
     let m = parsed
         .manifest()
-        .map_err(|e| SupervisorError::Plan(e.to_string()))?;
+        .map_err(|e| NodeError::Plan(e.to_string()))?;
     let resources = if m.resources.is_empty() {
         Vec::new()
     } else {
-        repo.resources(Some(&rec.name)).await?
+        repo.resources(Some(app)).await?
     };
+    let rec_name = app;
     let mut plans = Vec::new();
     for (name, svc) in &m.services {
         let image = match (&svc.image, &build) {
             (Some(image), _) if !image.is_empty() => image.clone(),
             (_, Some(b)) if !b.image.is_empty() => b.image.clone(),
             _ => {
-                return Err(SupervisorError::Plan(format!(
+                return Err(NodeError::Plan(format!(
                     "service {name} has no image: release {release_id} has no build with an image and the service sets no `image:`"
                 )))
             }
         };
         let mut penv = m
             .runtime_env(name, env)
-            .map_err(|e| SupervisorError::Plan(format!("service {name}: {e}")))?;
+            .map_err(|e| NodeError::Plan(format!("service {name}: {e}")))?;
         link_resources(&mut penv, env, svc, &resources).map_err(|e| match e {
-            LinkError::Waiting(e) => SupervisorError::Waiting(format!("service {name}: {e}")),
-            LinkError::Failed(e) => SupervisorError::Plan(format!("service {name}: {e}")),
+            LinkError::Waiting(e) => NodeError::Waiting(format!("service {name}: {e}")),
+            LinkError::Failed(e) => NodeError::Plan(format!("service {name}: {e}")),
         })?;
-        penv.insert("APP".into(), rec.name.clone());
+        penv.insert("APP".into(), rec_name.to_string());
         penv.insert("BUILD".into(), release.build.clone());
         penv.insert("RELEASE".into(), release.id.clone());
         penv.insert("SERVICE".into(), name.clone());
         penv.insert("RACK".into(), config.rack.clone());
         penv.insert("INSTANCE_IP".into(), "127.0.0.1".into());
-        let h = &svc.health;
-        let health = (svc.main_port().is_some() && !h.disable).then(|| HealthPlan {
-            path: if h.path.is_empty() {
-                "/".into()
-            } else {
-                h.path.clone()
-            },
-            grace: Duration::from_secs(h.grace.max(0) as u64),
-            timeout: Duration::from_secs(h.timeout.max(1) as u64),
-        });
+        let health = readiness(svc);
+        let liveness = liveness(svc);
         plans.push(Arc::new(ProcessPlan {
-            app: rec.name.clone(),
+            app: rec_name.to_string(),
             service: name.clone(),
             release: release.id.clone(),
             build: release.build.clone(),
@@ -151,10 +145,72 @@ pub async fn plan_parsed(
             privileged: svc.privileged,
             needs_port: svc.main_port().is_some(),
             health,
+            liveness,
             grace: Duration::from_secs(svc.termination.grace.max(0) as u64),
+            agent: svc.agent,
         }));
     }
     Ok(plans)
+}
+
+fn secs(n: i64) -> Duration {
+    Duration::from_secs(n.max(0) as u64)
+}
+
+/// A service's readiness check: `health` on its main port (or `health.port`), for services with
+/// a port whose check is not disabled. Fails after 3 failures in a row (Convox's threshold).
+pub fn readiness(svc: &dray_manifest::Service) -> Option<HealthPlan> {
+    let h = &svc.health;
+    (svc.main_port().is_some() && !h.disable).then(|| HealthPlan {
+        path: if h.path.is_empty() {
+            "/".into()
+        } else {
+            h.path.clone()
+        },
+        port: h.port.as_ref().map(|p| p.port),
+        grace: secs(h.grace),
+        interval: secs(h.interval).max(Duration::from_secs(1)),
+        timeout: secs(h.timeout).max(Duration::from_secs(1)),
+        failure_threshold: 3,
+    })
+}
+
+/// A service's liveness check (only with `liveness.path`).
+pub fn liveness(svc: &dray_manifest::Service) -> Option<HealthPlan> {
+    let l = svc.liveness.as_ref().filter(|l| !l.path.is_empty())?;
+    Some(HealthPlan {
+        path: l.path.clone(),
+        port: l.port.as_ref().map(|p| p.port).or(svc.main_port()),
+        grace: secs(l.grace),
+        interval: secs(l.interval).max(Duration::from_secs(1)),
+        timeout: secs(l.timeout).max(Duration::from_secs(1)),
+        failure_threshold: l.failure_threshold.max(1) as u32,
+    })
+}
+
+/// Whether the resources a release's services link are ready: the planner starts nothing of
+/// a release that waits, and rolls back a deployment whose resource failed.
+pub fn links_state(
+    manifest: &dray_manifest::Manifest,
+    release_env: &BTreeMap<String, String>,
+    resources: &[crate::repo::ResourceRecord],
+) -> crate::deploy::planner::Links {
+    use crate::deploy::planner::Links;
+    let mut waiting = None;
+    for (name, svc) in &manifest.services {
+        let mut penv = BTreeMap::new();
+        match link_resources(&mut penv, release_env, svc, resources) {
+            Ok(()) => {}
+            Err(LinkError::Failed(e)) => return Links::Failed(format!("service {name}: {e}")),
+            Err(LinkError::Waiting(e)) => {
+                waiting.get_or_insert(format!("service {name}: {e}"));
+            }
+        }
+    }
+    match waiting {
+        Some(w) => Links::Waiting(w),
+        None => Links::Ready,
+    }
 }
 
 /// Why a service's resource links cannot be filled in.
@@ -221,9 +277,11 @@ pub fn link_resources(
 }
 
 /// The container spec of one process of a plan.
+#[allow(clippy::too_many_arguments)]
 pub fn container_spec(
     config: &Config,
     plan: &ProcessPlan,
+    kind: ProcessKind,
     id: &str,
     container: &str,
     port: Option<u16>,
@@ -243,21 +301,17 @@ pub fn container_spec(
     spec.privileged = plan.privileged;
     spec.host_network = true;
     let dir = crate::logs::process_dir(config, &plan.app, id);
-    spec.log = Log::Binary {
-        path: logger.to_path_buf(),
-        args: vec![
-            (dray_logs::LOGGER_ARG.to_string(), "1".to_string()),
-            ("dir".to_string(), dir.display().to_string()),
-            ("max-size".to_string(), config.log_max_size.to_string()),
-            ("max-files".to_string(), config.log_max_files.to_string()),
-        ],
-    };
+    spec.log = logger_for(config, logger, &dir);
     let l = &mut spec.labels;
     l.insert(labels::APP.into(), plan.app.clone());
     l.insert(labels::SERVICE.into(), plan.service.clone());
     l.insert(labels::RELEASE.into(), plan.release.clone());
     l.insert(labels::PROCESS.into(), id.to_string());
-    l.insert(labels::TYPE.into(), Kind::Service.as_str().into());
+    l.insert(labels::TYPE.into(), kind.as_str().into());
+    l.insert(labels::GRACE.into(), plan.grace.as_secs().to_string());
+    if !config.rack_id.is_empty() {
+        l.insert(labels::RACK.into(), config.rack_id.clone());
+    }
     l.insert(labels::COMMAND.into(), plan.command_line());
     l.insert(labels::CPU.into(), plan.cpu.to_string());
     l.insert(labels::MEMORY.into(), plan.memory.to_string());
@@ -266,4 +320,17 @@ pub fn container_spec(
         l.insert(labels::PORT.into(), p.to_string());
     }
     spec
+}
+
+/// The `binary://` logger of a process whose logs go to `dir` (rotated as configured).
+pub fn logger_for(config: &Config, logger: &Path, dir: &Path) -> Log {
+    Log::Binary {
+        path: logger.to_path_buf(),
+        args: vec![
+            (dray_logs::LOGGER_ARG.to_string(), "1".to_string()),
+            ("dir".to_string(), dir.display().to_string()),
+            ("max-size".to_string(), config.log_max_size.to_string()),
+            ("max-files".to_string(), config.log_max_files.to_string()),
+        ],
+    }
 }
