@@ -21,6 +21,7 @@ pub mod objects;
 pub mod plugins;
 pub mod repo;
 pub mod resources;
+pub mod store_metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -113,6 +114,7 @@ impl Agent {
                 .await?
                 .with_fifo_dir(data_dir.join("fifo"));
         let registry = metrics::Registry::default();
+        let store: Arc<dyn Store> = Arc::new(store_metrics::CountingStore::new(store, &registry));
         let repo = repo::Repo::new(store.clone());
         let mut config = config;
         config.rack_id = rack_id(&repo).await?;

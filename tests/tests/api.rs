@@ -305,6 +305,7 @@ async fn openapi_documents_exactly_the_real_routes() {
         "GET /apps/{app}/processes",
         "GET /apps/{app}/processes/{pid}",
         "DELETE /apps/{app}/processes/{pid}",
+        "GET /apps/{app}/endpoints",
         "GET /apps/{app}/services",
         "PUT /apps/{app}/services/{service}",
         "POST /apps/{app}/services/{service}/restart",
@@ -331,7 +332,7 @@ async fn openapi_documents_exactly_the_real_routes() {
     }
     assert_eq!(
         documented.len(),
-        45,
+        46,
         "update the list above when adding routes: {documented:?}"
     );
 }

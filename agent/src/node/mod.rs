@@ -181,6 +181,8 @@ pub enum NodeError {
 }
 
 struct Metrics {
+    /// From the planner writing an assignment to this node seeing it (the watch latency).
+    assignment_latency: Metric,
     restarts: Metric,
     start_latency: Metric,
     processes: Metric,
@@ -275,6 +277,12 @@ impl Node {
             wake: Notify::new(),
             policy: options.policy,
             metrics: Metrics {
+                assignment_latency: registry.histogram(
+                    "dray_assignment_latency_seconds",
+                    "Time from the planner's assignment to the node seeing it (watch latency).",
+                    &[],
+                    crate::metrics::LATENCY_BUCKETS,
+                ),
                 restarts: registry.counter(
                     "dray_process_restarts_total",
                     "Crash restarts of processes, by app and service.",
@@ -593,6 +601,11 @@ impl Node {
         match ev.kind {
             EventKind::Put => match repo::decode_value::<Assignment>(&ev.kv.key, &ev.kv.value) {
                 Ok(a) => {
+                    let latency = (Utc::now() - a.created).to_std().unwrap_or_default();
+                    self.metrics
+                        .assignment_latency
+                        .observe(&[], latency.as_secs_f64());
+                    tracing::debug!(process = %a.process, latency_ms = latency.as_millis() as u64, "assigned");
                     self.assigned().insert(container, a);
                 }
                 Err(e) => tracing::warn!(error = %e, "ignoring an assignment"),

@@ -139,7 +139,9 @@ pub async fn run(g: &Globals, args: ReleasesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Promote a release and wait until the app is running it (or rolled back).
+/// Promote a release and wait until the app is running it (or rolled back), showing the
+/// rollout: on a terminal a progress line per service (on stderr), otherwise a plain line on
+/// stderr each time a service's counts change; stdout keeps Convox's `Promoting R... OK`.
 pub async fn promote(
     g: &Globals,
     client: &dray_sdk::Client,
@@ -148,7 +150,9 @@ pub async fn promote(
     force: bool,
     timeout: Option<u64>,
 ) -> anyhow::Result<()> {
-    if !g.json {
+    use std::io::IsTerminal;
+    let tty = !g.json && std::io::stderr().is_terminal();
+    if !g.json && !tty {
         output::start(&format!("Promoting {id}"));
     }
     client.promote(app, id, force, timeout).await?;
@@ -156,16 +160,27 @@ pub async fn promote(
         if g.json {
             return output::json(&serde_json::json!({ "status": "promoting", "release": id }));
         }
+        if tty {
+            output::start(&format!("Promoting {id}"));
+        }
         println!("OK (not waiting)");
         return Ok(());
     }
+    let mut view = Progress::new(tty, id);
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         let a = client.app(app).await?;
+        if a.deploying == id {
+            view.show(&a.progress);
+        }
         if a.status == "running" {
+            view.finish(&a.progress);
             if a.release == id {
                 if g.json {
                     return output::json(&a);
+                }
+                if tty {
+                    output::start(&format!("Promoting {id}"));
                 }
                 output::ok();
                 return Ok(());
@@ -175,7 +190,84 @@ pub async fn promote(
             } else {
                 a.deploy_error
             };
+            if tty {
+                output::start(&format!("Promoting {id}"));
+                println!("FAILED");
+            } else if !g.json {
+                println!();
+            }
             anyhow::bail!("rollback: release {id} was not deployed: {reason}");
         }
     }
+}
+
+/// The rollout view of a promote.
+struct Progress {
+    /// Progress bars by service (a terminal), or the last line said per service (plain).
+    bars: Option<(
+        indicatif::MultiProgress,
+        std::collections::BTreeMap<String, indicatif::ProgressBar>,
+    )>,
+    said: std::collections::BTreeMap<String, String>,
+    release: String,
+}
+
+impl Progress {
+    fn new(tty: bool, release: &str) -> Progress {
+        Progress {
+            bars: tty.then(|| (indicatif::MultiProgress::new(), Default::default())),
+            said: Default::default(),
+            release: release.to_string(),
+        }
+    }
+
+    fn show(&mut self, progress: &[dray_sdk::ServiceProgress]) {
+        for p in progress {
+            let line = progress_line(p);
+            match &mut self.bars {
+                Some((multi, bars)) => {
+                    let bar = bars.entry(p.service.clone()).or_insert_with(|| {
+                        let b = multi.add(indicatif::ProgressBar::new(u64::from(p.desired.max(1))));
+                        if let Ok(style) = indicatif::ProgressStyle::with_template(
+                            "{spinner} {prefix:12} [{bar:20}] {msg}",
+                        ) {
+                            b.set_style(style.progress_chars("=> "));
+                        }
+                        b.set_prefix(p.service.clone());
+                        b.enable_steady_tick(std::time::Duration::from_millis(120));
+                        b
+                    });
+                    bar.set_length(u64::from(p.desired.max(1)));
+                    bar.set_position(u64::from(p.healthy.min(p.desired)));
+                    bar.set_message(format!("{} {}", self.release, line));
+                }
+                None => {
+                    if self.said.get(&p.service) != Some(&line) {
+                        eprintln!("{}: {line}", p.service);
+                        self.said.insert(p.service.clone(), line);
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, progress: &[dray_sdk::ServiceProgress]) {
+        match self.bars.take() {
+            Some((multi, bars)) => {
+                for b in bars.values() {
+                    b.finish_and_clear();
+                }
+                let _ = multi.clear();
+            }
+            None => self.show(progress),
+        }
+    }
+}
+
+/// `3/10 updated, 2 healthy, 8 old`.
+fn progress_line(p: &dray_sdk::ServiceProgress) -> String {
+    format!(
+        "{}/{} updated, {} healthy, {} old",
+        p.updated, p.desired, p.healthy, p.old
+    )
 }
