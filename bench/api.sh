@@ -154,6 +154,8 @@ done
 ROUTER=$(api "$URL/apps/deployed" | jq -r .router)
 [ "$ROUTER" = "web.deployed.localhost" ] || { echo "unexpected router host: $ROUTER" >&2; exit 1; }
 [ "$(api "$URL/apps/bench" | jq -r .router)" = "" ] || { echo "bench has a router host" >&2; exit 1; }
+BYTES_EMPTY=$(api "$URL/apps/bench" | wc -c)
+BYTES_DEPLOYED=$(api "$URL/apps/deployed" | wc -c)
 
 cat > "$DIR/post.lua" <<LUA
 local n = 0
@@ -202,4 +204,5 @@ for line in "${READS[@]}"; do
 done
 IFS='|' read -r n r p50 p99 <<<"$W"; row "$n" "$r" "$p50" "$p99" ">= 500 releases/s"
 awk -v d="$DEPLOYED" -v e="$EMPTY" 'BEGIN { r = d / e; printf "deployed / no release, all rounds: %.3f (%s)\n", r, (r >= 0.9 ? "ok, within 10 %" : "OVER: more than 10 % slower") }'
+echo "reply sizes: $BYTES_EMPTY bytes (no release), $BYTES_DEPLOYED bytes (deployed)"
 echo "releases stored after the write run: $RELEASES"
