@@ -130,8 +130,9 @@ pub struct Config {
     pub aws_endpoint: Option<String>,
     /// AWS region for cloud resources.
     pub aws_region: String,
-    /// The rack's id (generated on first start and kept in the store; empty until the agent
-    /// has opened its store). Every container is labelled with it.
+    /// The rack's id: not configured but kept in the store (`/dray/rack/id`, generated on the
+    /// first start); [`crate::Agent::start`] fills it in before anything else reads the config.
+    /// Every container the agent makes carries it as label `dray.rack`. Empty until then.
     pub rack_id: String,
     /// This instance's name (`local` on a single-node rack).
     pub instance: String,

@@ -1,4 +1,5 @@
-//! Identifiers: build ids (`B` + 10 uppercase letters), release ids (`R` + 10), tokens.
+//! Identifiers: build ids (`B` + 10 uppercase letters), release ids (`R` + 10), rack ids (12
+//! lowercase letters and digits), tokens.
 //!
 //! This module owns the shape of every generated id; it must never decide what the ids are used
 //! for.
@@ -25,20 +26,20 @@ pub fn release_id() -> String {
     letters('R')
 }
 
-/// A new API token: 32 random bytes, hex-encoded.
-pub fn token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill(&mut bytes);
-    hex::encode(bytes)
-}
-
-/// A new rack id: 12 lowercase letters and digits (a container label value).
+/// A new rack id: 12 lowercase letters and digits (a label value containerd accepts as is).
 pub fn rack_id() -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     (0..12)
         .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
         .collect()
+}
+
+/// A new API token: 32 random bytes, hex-encoded.
+pub fn token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill(&mut bytes);
+    hex::encode(bytes)
 }
 
 /// Whether `s` has the shape of an id with the given prefix.
@@ -59,5 +60,10 @@ mod tests {
         assert!(!is_id("Rabcdefghij", 'R'));
         assert!(!is_id("RABC", 'R'));
         assert_eq!(token().len(), 64);
+        let rack = rack_id();
+        assert_eq!(rack.len(), 12);
+        assert!(rack
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
     }
 }

@@ -59,9 +59,10 @@ pub enum StartError {
     #[error("cannot re-adopt running processes: {0}")]
     Adopt(String),
     #[error("cannot read or create the rack id in the store: {0}")]
-    RackId(String),
-    #[error("containerd namespace {namespace:?} holds the containers of another rack (id {other}): give this agent a namespace of its own with --containerd-namespace NAME (or DRAY_CONTAINERD_NAMESPACE)")]
-    ForeignNamespace { namespace: String, other: String },
+    RackId(repo::RepoError),
+    /// The containerd namespace is another agent's (its containers carry another rack id).
+    #[error("containerd namespace {namespace:?} holds the containers of another rack (id {rack}): give this agent its own namespace with --containerd-namespace NAME (or DRAY_CONTAINERD_NAMESPACE)")]
+    ForeignRack { namespace: String, rack: String },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -79,8 +80,9 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Open the store, settle the API token and start serving on `config.listen`.
-    pub async fn start(config: Config) -> Result<Agent, StartError> {
+    /// Open the store, settle the rack id and the API token, check that the containerd
+    /// namespace is this rack's, and start serving on `config.listen`.
+    pub async fn start(mut config: Config) -> Result<Agent, StartError> {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
             path: data_dir.display().to_string(),
@@ -94,6 +96,14 @@ impl Agent {
                 path: db.display().to_string(),
                 source,
             })?);
+
+        // The rack id, before anything else reads the config: generated on the first start,
+        // created with a compare-and-swap so agents sharing a store agree on one.
+        let repo = repo::Repo::new(store.clone());
+        config.rack_id = repo
+            .rack_id(&ids::rack_id())
+            .await
+            .map_err(StartError::RackId)?;
 
         let (token, generated_token) = config::settle_token(&config)?;
 
@@ -113,12 +123,10 @@ impl Agent {
             dray_runtime::Runtime::connect(&config.containerd_socket, &config.containerd_namespace)
                 .await?
                 .with_fifo_dir(data_dir.join("fifo"));
+        check_namespace(&runtime, &config).await?;
         let registry = metrics::Registry::default();
         let store: Arc<dyn Store> = Arc::new(store_metrics::CountingStore::new(store, &registry));
         let repo = repo::Repo::new(store.clone());
-        let mut config = config;
-        config.rack_id = rack_id(&repo).await?;
-        check_namespace(&runtime, &config).await?;
         // The controllers own the cache of parsed releases; the resources reconciler reads
         // through the same one, so each release's manifest is parsed once per agent.
         let controllers = controllers::Controllers::new(store.clone(), config.clone());
@@ -178,7 +186,7 @@ impl Agent {
                 })
                 .await
         });
-        tracing::info!(%addr, rack = %config.rack, data_dir = %data_dir.display(), "drayd listening");
+        tracing::info!(%addr, rack = %config.rack, rack_id = %config.rack_id, data_dir = %data_dir.display(), "drayd listening");
         Ok(Agent {
             addr,
             token,
@@ -221,52 +229,33 @@ impl Agent {
     }
 }
 
-/// The rack's id: read from the store, or generated and written there on the first start (with
-/// a compare-and-swap, so instances sharing a store agree on one).
-async fn rack_id(repo: &repo::Repo) -> Result<String, StartError> {
-    const KEY: &str = "/dray/rack/id";
-    let err = |e: dray_store::StoreError| StartError::RackId(e.to_string());
-    loop {
-        if let Some(kv) = repo.store().get(KEY).await.map_err(err)? {
-            return Ok(String::from_utf8_lossy(&kv.value).trim().to_string());
-        }
-        let id = ids::rack_id();
-        let resp = repo
-            .store()
-            .txn(dray_store::Txn {
-                compare: vec![dray_store::Compare::ModRevision(KEY.into(), 0)],
-                success: vec![dray_store::Op::Put(KEY.into(), id.clone().into_bytes())],
-                failure: vec![],
-            })
-            .await
-            .map_err(err)?;
-        if resp.succeeded {
-            return Ok(id);
-        }
-    }
-}
-
-/// Refuse to start on a containerd namespace that holds another rack's containers: two agents
-/// on one namespace would stop each other's processes as orphans. Containers made before racks
-/// had ids carry no `dray.rack` label and are taken as this rack's.
+/// Refuse a containerd namespace that holds another rack's containers: two agents on one
+/// namespace would stop each other's containers as orphans. Before anything is adopted.
+///
+/// A container with `dray.app` and no `dray.rack` label was made by a Dray version before rack
+/// ids: it is adopted as this rack's (and carries no label until it is replaced).
 async fn check_namespace(
     runtime: &dray_runtime::Runtime,
     config: &Config,
 ) -> Result<(), StartError> {
-    for c in runtime.list(&[]).await? {
-        if !c.labels.contains_key(node::labels::APP) {
-            continue;
-        }
-        if let Some(other) = c.labels.get(node::labels::RACK) {
-            if *other != config.rack_id {
-                return Err(StartError::ForeignNamespace {
-                    namespace: config.containerd_namespace.clone(),
-                    other: other.clone(),
-                });
-            }
-        }
+    let foreign = runtime
+        .list(&[])
+        .await?
+        .into_iter()
+        .filter(|c| c.labels.contains_key(node::labels::APP))
+        .find_map(|c| {
+            c.labels
+                .get(node::labels::RACK)
+                .filter(|rack| **rack != config.rack_id)
+                .cloned()
+        });
+    match foreign {
+        Some(rack) => Err(StartError::ForeignRack {
+            namespace: config.containerd_namespace.clone(),
+            rack,
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(unix)]

@@ -19,6 +19,14 @@
 //! override): it links that URL. A resource that leaves the manifest has its objects removed;
 //! its volumes stay until the app is deleted, so data is never lost by a manifest edit.
 //!
+//! Resource records are written only with compare-and-swap ([`Repo::save_resource`]): a pass
+//! remembers the revision of the record it read, and when the record changed meanwhile (a
+//! promote's [`Resources::retry_failed`]) the pass's write is dropped and the resource is redone
+//! from fresh state on the next pass, so a stale pass never undoes a newer write.
+//!
+//! The reconciler only touches containers of its own rack (label `dray.rack`, or none: made by
+//! a Dray version before rack ids).
+//!
 //! This module decides nothing about what a resource looks like (the plugin does), never speaks
 //! containerd or wasmtime itself (`dray-runtime` and `dray-plugins` do) and is the only writer of
 //! resource records.
@@ -28,28 +36,33 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::node::probe::ProbeResult;
 use chrono::Utc;
 use dray_plugins::types::{
     self, ContainerSpec as PlannedContainer, DataOpKind, DesiredObject, Endpoint, KeyValue,
     ObjectState, ObservedObject, Probe, Realized, ResourcePlan, ResourceSpec,
 };
 use dray_plugins::ResourcePluginHandle;
-use dray_runtime::{ContainerInfo, ContainerSpec, ExecSpec, Log, Mount, Runtime, TaskStatus};
+use dray_runtime::{ContainerInfo, ContainerSpec, ExecSpec, Mount, Runtime, TaskStatus};
+use dray_sdk::ResourceStatus;
+use dray_store::Revision;
 use rand::Rng;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 
 use crate::app::ReleaseCache;
 use crate::config::Config;
 use crate::node::backoff::{Backoff, BackoffPolicy};
+use crate::node::ports::PortAllocator;
 use crate::node::Node;
 use crate::plugins::PluginSlot;
-use crate::repo::{AppRecord, Repo, ResourceObject, ResourceOutput, ResourceRecord};
+use crate::repo::{
+    AppRecord, Repo, RepoError, ResourceObject, ResourceOutput, ResourceRecord, Update, Versioned,
+};
 
 /// Container labels of resource objects.
 pub mod labels {
-    pub use crate::node::labels::{APP, PORT, TYPE};
+    pub use crate::node::labels::{APP, PORT, RACK, TYPE};
     /// The resource name.
     pub const RESOURCE: &str = "dray.resource";
     /// The object's name in the plan.
@@ -101,7 +114,14 @@ struct Live {
     started_at: Instant,
     healthy: bool,
     failures: u32,
-    last_probe: Option<Instant>,
+    /// The probe task of this start of the container (`None`: none yet, or no health check).
+    probe: Option<tokio::task::AbortHandle>,
+    /// Bumped on every start; results of an earlier start's probe are ignored.
+    incarnation: u64,
+    /// The health check's rules, for the results of its task.
+    health: Option<types::HealthCheck>,
+    /// App and resource, for log lines.
+    owner: (String, String, String),
     backoff: Backoff,
     restart_at: Option<Instant>,
     exit_code: Option<u32>,
@@ -110,19 +130,108 @@ struct Live {
     start_error: Option<(Instant, String)>,
 }
 
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(p) = self.probe.take() {
+            p.abort();
+        }
+    }
+}
+
 impl Live {
     fn new(started_at: Instant) -> Live {
         Live {
             started_at,
             healthy: false,
             failures: 0,
-            last_probe: None,
+            probe: None,
+            incarnation: 0,
+            health: None,
+            owner: Default::default(),
             backoff: Backoff::default(),
             restart_at: None,
             exit_code: None,
             start_error: None,
         }
     }
+}
+
+/// Why a pass could not carry a resource out.
+#[derive(Debug)]
+enum CarryOut {
+    /// The resource failed for this reason.
+    Failed(String),
+    /// Its record changed since the pass read it: redo it from fresh state.
+    Stale,
+}
+
+impl From<String> for CarryOut {
+    fn from(reason: String) -> Self {
+        CarryOut::Failed(reason)
+    }
+}
+
+impl From<&str> for CarryOut {
+    fn from(reason: &str) -> Self {
+        CarryOut::Failed(reason.to_string())
+    }
+}
+
+/// Give every failed resource of `app` a fresh try: `failed` becomes `pending` with no reason,
+/// each with a compare-and-swap (a record the reconciler rewrites meanwhile is read again).
+/// Returns how many were reset.
+pub async fn reset_failed(repo: &Repo, app: &str) -> Result<usize, RepoError> {
+    let mut reset = 0;
+    for v in repo.resource_records(Some(app)).await? {
+        let key = crate::repo::resource_key(&v.value.app, &v.value.name);
+        let updated = repo
+            .update(&key, |current: Option<Versioned<ResourceRecord>>| {
+                std::future::ready(Ok::<_, std::convert::Infallible>(match current {
+                    Some(c) if c.value.status == ResourceStatus::Failed => {
+                        let mut rec = c.value;
+                        rec.status = ResourceStatus::Pending;
+                        rec.reason.clear();
+                        rec.updated = Utc::now();
+                        Update::put(rec)
+                    }
+                    _ => Update::keep(),
+                }))
+            })
+            .await
+            .map_err(crate::repo::UpdateError::into_repo)?;
+        if updated.written {
+            reset += 1;
+        }
+    }
+    Ok(reset)
+}
+
+/// Give a record that has no port one, and keep it in the store before anything uses it: with a
+/// compare-and-swap on the revision `read` (moved on when written; 0 creates the record only if
+/// still absent). A port whose write did not happen goes back to the allocator.
+async fn keep_new_port(
+    repo: &Repo,
+    ports: &PortAllocator,
+    rec: &mut ResourceRecord,
+    read: &mut Revision,
+) -> Result<(), CarryOut> {
+    let port = ports
+        .allocate()
+        .ok_or("no free host port left in the port range")?;
+    rec.port = port;
+    rec.status = ResourceStatus::Provisioning;
+    rec.updated = Utc::now();
+    let failed = match repo.save_resource(rec, *read).await {
+        Ok(Some(rev)) => {
+            *read = rev;
+            return Ok(());
+        }
+        Ok(None) => CarryOut::Stale,
+        Err(e) => CarryOut::Failed(format!("cannot save the resource record: {e}")),
+    };
+    ports.release(port);
+    rec.port = 0;
+    Err(failed)
 }
 
 /// A resource as one release's manifest declares it (parsed once, in [`crate::app`]).
@@ -141,6 +250,8 @@ pub struct Resources {
     policy: BackoffPolicy,
     wake: Notify,
     live: Mutex<HashMap<String, Live>>,
+    probe_tx: tokio::sync::mpsc::UnboundedSender<ProbeResult>,
+    probe_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ProbeResult>>>,
     #[cfg(feature = "aws")]
     rds: tokio::sync::OnceCell<dray_cloud::Rds>,
 }
@@ -157,7 +268,10 @@ impl Resources {
         logger_path: PathBuf,
         policy: BackoffPolicy,
     ) -> Arc<Resources> {
+        let (probe_tx, probe_rx) = tokio::sync::mpsc::unbounded_channel();
         Arc::new(Resources {
+            probe_tx,
+            probe_rx: Mutex::new(Some(probe_rx)),
             runtime,
             repo: releases.repo().clone(),
             config,
@@ -187,14 +301,7 @@ impl Resources {
                 l.start_error = None;
             }
         }
-        for mut rec in self.repo.resources(Some(app)).await? {
-            if rec.status == "failed" {
-                rec.status = "pending".into();
-                rec.reason.clear();
-                rec.updated = Utc::now();
-                self.repo.put_resource(&rec).await?;
-            }
-        }
+        reset_failed(&self.repo, app).await?;
         self.wake();
         Ok(())
     }
@@ -202,6 +309,43 @@ impl Resources {
     /// Ask the loop to reconcile now (a promote, a plugin install).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// A pass's write was dropped because the record changed since it was read: redo the
+    /// resource from fresh state on the next pass (which starts at once).
+    fn stale(&self, app: &str, name: &str) {
+        tracing::debug!(
+            app,
+            resource = name,
+            "the resource record changed during the pass; redoing it from fresh state"
+        );
+        self.wake();
+    }
+
+    /// Whether a container is this rack's: labelled with its id, or with no rack label at all
+    /// (made by a version before rack ids, adopted as ours until it is replaced). Filtered
+    /// here rather than in `runtime.list`, whose label filter cannot match a missing label.
+    fn mine(&self, c: &ContainerInfo) -> bool {
+        c.labels
+            .get(labels::RACK)
+            .is_none_or(|r| *r == self.config.rack_id)
+    }
+
+    /// This rack's resource containers matching the label filter (plus `dray.type=resource`).
+    async fn containers(
+        &self,
+        filter: &[(&str, &str)],
+    ) -> Result<HashMap<String, ContainerInfo>, ResourceError> {
+        let mut all = vec![(labels::TYPE, labels::TYPE_RESOURCE)];
+        all.extend_from_slice(filter);
+        Ok(self
+            .runtime
+            .list(&all)
+            .await?
+            .into_iter()
+            .filter(|c| self.mine(c))
+            .map(|c| (c.id.clone(), c))
+            .collect())
     }
 
     /// Mark the ports of existing resources as taken (before any process is started: a resource
@@ -219,19 +363,170 @@ impl Resources {
         Ok(())
     }
 
-    /// The loop: a pass on every wake-up and every second, until the process exits.
+    /// The loop: a pass when anything of a resource changes (an app record or a resource
+    /// record in the store, a resource container's exit, a health change, a wake-up from a
+    /// plugin install), and every second only while a resource is still on its way (being
+    /// provisioned, restarting, failing its checks): an idle rack does no periodic scans.
     pub async fn run(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let Some(mut probes) = self
+            .probe_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let mut watch = self.watch().await;
+        let mut events = self.runtime.events().await.ok();
         loop {
+            let busy = match self.reconcile_all().await {
+                Ok(busy) => busy,
+                Err(e) => {
+                    tracing::warn!(error = %e, "resource reconcile failed; retrying");
+                    true
+                }
+            };
+            let idle = if busy {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(3600)
+            };
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tick.tick() => {}
-            }
-            if let Err(e) = self.reconcile_all().await {
-                tracing::warn!(error = %e, "resource reconcile failed; retrying");
+                _ = tokio::time::sleep(idle) => {}
+                ev = watch.recv() => match ev {
+                    Some(Ok(_)) => {
+                        // Take whatever else is queued: one pass for a burst of writes.
+                        while let Ok(Ok(_)) = watch.try_recv() {}
+                    }
+                    _ => watch = self.watch().await,
+                },
+                ev = async {
+                    match events.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match ev {
+                    Some(dray_runtime::TaskEvent::Exited { id, exec_id: None, .. }) if id.contains(".resource.") => {}
+                    Some(_) => continue,
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        events = self.runtime.events().await.ok();
+                    }
+                },
+                Some(r) = probes.recv() => {
+                    if !self.on_probe(r) {
+                        continue;
+                    }
+                }
             }
         }
+    }
+
+    /// Watch the records a resource pass reads (apps for promotes and deletions, resources for
+    /// the promote path's resets), from now.
+    async fn watch(&self) -> dray_store::Watch {
+        loop {
+            let w = match self.repo.store().revision().await {
+                Ok(rev) => self.repo.store().watch("/dray/apps/", rev).await,
+                Err(e) => Err(e),
+            };
+            match w {
+                Ok(w) => return w,
+                Err(e) => tracing::warn!(error = %e, "resources: cannot watch the store; retrying"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// A probe result: returns whether the container's health changed (then a pass follows).
+    fn on_probe(&self, r: ProbeResult) -> bool {
+        let mut live = self.live();
+        let Some(l) = live.get_mut(&r.container) else {
+            return false;
+        };
+        if l.incarnation != r.incarnation {
+            return false;
+        }
+        let Some(h) = l.health.clone() else {
+            return false;
+        };
+        let in_start_period =
+            l.started_at.elapsed() < Duration::from_millis(u64::from(h.start_period_ms));
+        let retries = h.retries.max(1);
+        match r.result {
+            Ok(()) => {
+                l.failures = 0;
+                let changed = !l.healthy;
+                l.healthy = true;
+                changed
+            }
+            Err(_) if in_start_period => false,
+            Err(why) => {
+                l.failures += 1;
+                if l.failures >= retries && l.healthy {
+                    l.healthy = false;
+                    let (app, resource, object) = l.owner.clone();
+                    drop(live);
+                    crate::logs::system(
+                        &self.config,
+                        &app,
+                        &format!(
+                            "resource {resource}: container {object} is unhealthy ({retries} failed checks: {why})"
+                        ),
+                    );
+                    return true;
+                }
+                false
+            }
+        }
+    }
+
+    /// Start the probe task of a running container once per start (a container with no health
+    /// check is healthy as soon as it runs).
+    fn ensure_probe(&self, d: &Declared, id: &str, c: &PlannedContainer) {
+        let mut live = self.live();
+        let Some(l) = live.get_mut(id) else {
+            return;
+        };
+        let Some(h) = &c.health else {
+            l.healthy = true;
+            return;
+        };
+        if l.probe.is_some() {
+            return;
+        }
+        let check = match &h.probe {
+            Probe::Exec(args) => crate::node::probe::Check::Exec {
+                container: id.to_string(),
+                args: args.clone(),
+            },
+            Probe::Tcp(port) => crate::node::probe::Check::Tcp {
+                host: INSTANCE_IP.into(),
+                port: *port,
+            },
+            Probe::Http(p) => crate::node::probe::Check::Http {
+                host: INSTANCE_IP.into(),
+                port: p.port,
+                path: p.path.clone(),
+            },
+        };
+        l.health = Some(h.clone());
+        l.owner = (d.app.clone(), d.name.clone(), c.name.clone());
+        l.probe = Some(crate::node::probe::spawn(
+            Some(self.runtime.clone()),
+            crate::node::probe::Probe {
+                check,
+                grace: Duration::ZERO,
+                interval: Duration::from_millis(u64::from(h.interval_ms.max(200))),
+                timeout: Duration::from_millis(u64::from(h.timeout_ms.max(100)))
+                    .min(MAX_PROBE_TIMEOUT),
+            },
+            id.to_string(),
+            l.incarnation,
+            crate::node::probe::ProbeKind::Readiness,
+            self.probe_tx.clone(),
+        ));
     }
 
     /// The resources an app's active and deploying releases declare, by name (`None` when a
@@ -253,20 +548,16 @@ impl Resources {
         Some(out)
     }
 
-    async fn reconcile_all(&self) -> Result<(), ResourceError> {
+    /// One pass over every declared resource; returns whether something is still on its way
+    /// (then the loop looks again in a second).
+    async fn reconcile_all(&self) -> Result<bool, ResourceError> {
         let apps = self.repo.apps().await?;
-        let records = self.repo.resources(None).await?;
-        let mut records: BTreeMap<(String, String), ResourceRecord> = records
+        let records = self.repo.resource_records(None).await?;
+        let mut records: BTreeMap<(String, String), Versioned<ResourceRecord>> = records
             .into_iter()
-            .map(|r| ((r.app.clone(), r.name.clone()), r))
+            .map(|r| ((r.value.app.clone(), r.value.name.clone()), r))
             .collect();
-        let containers: HashMap<String, ContainerInfo> = self
-            .runtime
-            .list(&[(labels::TYPE, labels::TYPE_RESOURCE)])
-            .await?
-            .into_iter()
-            .map(|c| (c.id.clone(), c))
-            .collect();
+        let containers = self.containers(&[]).await?;
         let mut keep: BTreeSet<(String, String)> = BTreeSet::new();
         let app_names: BTreeSet<&str> = apps.iter().map(|a| a.name.as_str()).collect();
         let mut work = Vec::new();
@@ -290,21 +581,26 @@ impl Resources {
         }
         // A few at a time: a plugin call that runs to its deadline or a slow probe holds up only
         // its own resource.
+        let busy = std::sync::atomic::AtomicBool::new(false);
         {
             use futures::StreamExt;
             let containers = &containers;
+            let busy = &busy;
             futures::stream::iter(work)
                 .for_each_concurrent(4, |(d, rec)| async move {
-                    self.reconcile_one(&d, rec, containers).await;
+                    if self.reconcile_one(&d, rec, containers).await {
+                        busy.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                 })
                 .await;
         }
+        let mut busy = busy.into_inner();
         // Resources no release declares any more: remove their objects, keep their data.
         for ((app, _), rec) in records {
-            if keep.contains(&(rec.app.clone(), rec.name.clone())) {
+            if keep.contains(&(rec.value.app.clone(), rec.value.name.clone())) {
                 continue;
             }
-            self.teardown(&rec, &containers).await;
+            busy |= !self.teardown(&rec, &containers).await;
             if !app_names.contains(app.as_str()) {
                 self.delete_volumes(&app);
             }
@@ -321,27 +617,35 @@ impl Resources {
                 }
             }
         }
-        Ok(())
+        busy |= self
+            .live()
+            .values()
+            .any(|l| l.restart_at.is_some() || l.start_error.is_some());
+        Ok(busy)
     }
 
     fn is_known(&self, container: &str) -> bool {
         self.live().contains_key(container)
     }
 
-    /// Carry out one resource and save its record when it changed.
+    /// Carry out one resource and save its record when it changed (only if nobody wrote it
+    /// since it was read: otherwise the pass's view is stale and the resource is redone).
+    /// Returns whether it is still on its way (pending, provisioning, unhealthy, or redone).
     async fn reconcile_one(
         &self,
         d: &Declared,
-        rec: Option<ResourceRecord>,
+        rec: Option<Versioned<ResourceRecord>>,
         containers: &HashMap<String, ContainerInfo>,
-    ) {
+    ) -> bool {
         let now = Utc::now();
-        let before = rec.clone();
-        let mut rec = rec.unwrap_or_else(|| ResourceRecord {
+        // The revision the record was read at (0: absent, so it is created only if still absent).
+        let mut read = rec.as_ref().map(|r| r.mod_revision).unwrap_or(0);
+        let before = rec.map(|r| r.value);
+        let mut rec = before.clone().unwrap_or_else(|| ResourceRecord {
             app: d.app.clone(),
             name: d.name.clone(),
             kind: d.kind.clone(),
-            status: "pending".into(),
+            status: ResourceStatus::Pending,
             created: now,
             updated: now,
             ..Default::default()
@@ -351,7 +655,7 @@ impl Resources {
             if !rec.objects.is_empty() && self.teardown_objects(&rec, containers).await.is_ok() {
                 rec.objects.clear();
             }
-            rec.status = "overridden".into();
+            rec.status = ResourceStatus::Overridden;
             rec.reason = format!(
                 "{}_URL is set in the app's env",
                 dray_manifest::env_prefix(&d.name)
@@ -368,21 +672,30 @@ impl Resources {
                     secret: *k == "URL",
                 })
                 .collect();
-        } else if rec.status == "overridden" {
+        } else if rec.status == ResourceStatus::Overridden {
             // `<NAME>_URL` was unset: the override's values must not be linked any more.
             rec.outputs.clear();
-            rec.status = "pending".into();
+            rec.status = ResourceStatus::Pending;
             rec.reason.clear();
-        } else if let Err(reason) = self.carry_out(d, &mut rec, containers).await {
-            if rec.status != "failed" || rec.reason != reason {
-                crate::logs::system(
-                    &self.config,
-                    &d.app,
-                    &format!("resource {} failed: {reason}", d.name),
-                );
+        } else {
+            match self.carry_out(d, &mut rec, &mut read, containers).await {
+                Ok(()) => {}
+                Err(CarryOut::Stale) => {
+                    self.stale(&d.app, &d.name);
+                    return true;
+                }
+                Err(CarryOut::Failed(reason)) => {
+                    if rec.status != ResourceStatus::Failed || rec.reason != reason {
+                        crate::logs::system(
+                            &self.config,
+                            &d.app,
+                            &format!("resource {} failed: {reason}", d.name),
+                        );
+                    }
+                    rec.status = ResourceStatus::Failed;
+                    rec.reason = reason;
+                }
             }
-            rec.status = "failed".into();
-            rec.reason = reason;
         }
         let changed = before.as_ref().is_none_or(|b| {
             let mut b = b.clone();
@@ -390,8 +703,20 @@ impl Resources {
             b != rec
         });
         if changed {
-            let was = before.as_ref().map(|b| b.status.as_str()).unwrap_or("");
-            if was != rec.status && rec.status == "running" {
+            rec.updated = now;
+            match self.repo.save_resource(&rec, read).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    self.stale(&d.app, &d.name);
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(app = %d.app, resource = %d.name, error = %e, "cannot save the resource record");
+                    return true;
+                }
+            }
+            let was = before.as_ref().map(|b| b.status);
+            if was != Some(rec.status) && rec.status == ResourceStatus::Running {
                 let url = rec
                     .outputs
                     .iter()
@@ -408,11 +733,14 @@ impl Resources {
                     ),
                 );
             }
-            rec.updated = now;
-            if let Err(e) = self.repo.put_resource(&rec).await {
-                tracing::warn!(app = %d.app, resource = %d.name, error = %e, "cannot save the resource record");
-            }
         }
+        matches!(
+            rec.status,
+            ResourceStatus::Pending
+                | ResourceStatus::Provisioning
+                | ResourceStatus::Unhealthy
+                | ResourceStatus::Deleting
+        )
     }
 
     /// The spec a plugin sees for a declared resource.
@@ -441,28 +769,19 @@ impl Resources {
         })
     }
 
-    /// Plan and act; Err is the reason the resource failed.
+    /// Plan and act. `read` is the revision the record was read at, moved on by the write that
+    /// keeps a newly allocated port.
     async fn carry_out(
         &self,
         d: &Declared,
         rec: &mut ResourceRecord,
+        read: &mut Revision,
         containers: &HashMap<String, ContainerInfo>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CarryOut> {
         let handle = self.plugin_for(&d.kind).await?;
         rec.plugin = handle.name().to_string();
         if rec.port == 0 {
-            rec.port = self
-                .node
-                .ports()
-                .allocate()
-                .ok_or("no free host port left in the port range")?;
-            // Keep the port before anything uses it.
-            rec.status = "provisioning".into();
-            rec.updated = Utc::now();
-            self.repo
-                .put_resource(rec)
-                .await
-                .map_err(|e| format!("cannot save the resource record: {e}"))?;
+            keep_new_port(&self.repo, self.node.ports(), rec, read).await?;
         }
         let spec = Self::spec(d, rec.port);
         let observed = self.observe(rec, containers);
@@ -494,9 +813,9 @@ impl Resources {
         rec.objects = objects;
         if !ready {
             rec.status = if rec.outputs.is_empty() {
-                "provisioning".into()
+                ResourceStatus::Provisioning
             } else {
-                "unhealthy".into()
+                ResourceStatus::Unhealthy
             };
             rec.reason = {
                 let live = self.live();
@@ -538,7 +857,7 @@ impl Resources {
                 secret: o.secret,
             })
             .collect();
-        rec.status = "running".into();
+        rec.status = ResourceStatus::Running;
         rec.reason.clear();
         Ok(())
     }
@@ -641,22 +960,11 @@ impl Resources {
         let now = Instant::now();
         match existing.and_then(|c| c.task.as_ref()).map(|t| t.status) {
             Some(TaskStatus::Running) => {
-                let probe = {
-                    let mut live = self.live();
-                    let l = live.entry(id.clone()).or_insert_with(|| {
-                        // Adopted after an agent restart: past its start period.
-                        Live::new(now - Duration::from_secs(3600))
-                    });
-                    let interval = c
-                        .health
-                        .as_ref()
-                        .map(|h| Duration::from_millis(u64::from(h.interval_ms.max(200))))
-                        .unwrap_or(Duration::from_secs(2));
-                    l.last_probe.is_none_or(|t| t.elapsed() >= interval) || !l.healthy
-                };
-                if probe {
-                    self.probe(d, &id, c).await;
-                }
+                self.live().entry(id.clone()).or_insert_with(|| {
+                    // Adopted after an agent restart: past its start period.
+                    Live::new(now - Duration::from_secs(3600))
+                });
+                self.ensure_probe(d, &id, c);
                 let healthy = self.live().get(&id).is_some_and(|l| l.healthy);
                 Ok((object, healthy))
             }
@@ -760,18 +1068,7 @@ impl Resources {
             &d.app,
             &format!("resource.{}.{}", d.name, c.name),
         );
-        spec.log = Log::Binary {
-            path: self.logger_path.clone(),
-            args: vec![
-                (dray_logs::LOGGER_ARG.to_string(), "1".to_string()),
-                ("dir".to_string(), log_dir.display().to_string()),
-                ("max-size".to_string(), self.config.log_max_size.to_string()),
-                (
-                    "max-files".to_string(),
-                    self.config.log_max_files.to_string(),
-                ),
-            ],
-        };
+        spec.log = crate::node::logger_for(&self.config, &self.logger_path, &log_dir);
         let l = &mut spec.labels;
         l.insert(labels::APP.into(), d.app.clone());
         l.insert(labels::TYPE.into(), labels::TYPE_RESOURCE.into());
@@ -779,6 +1076,9 @@ impl Resources {
         l.insert(labels::OBJECT.into(), c.name.clone());
         l.insert(labels::HASH.into(), hash.to_string());
         l.insert(labels::PORT.into(), rec.port.to_string());
+        if !self.config.rack_id.is_empty() {
+            l.insert(labels::RACK.into(), self.config.rack_id.clone());
+        }
         let restarted = {
             let live = self.live();
             if let Some((retry_at, why)) = live.get(id).and_then(|l| l.start_error.as_ref()) {
@@ -796,7 +1096,10 @@ impl Resources {
                 l.started_at = now;
                 l.healthy = false;
                 l.failures = 0;
-                l.last_probe = None;
+                if let Some(p) = l.probe.take() {
+                    p.abort();
+                }
+                l.incarnation += 1;
                 l.restart_at = None;
                 l.start_error = None;
                 drop(live);
@@ -835,78 +1138,6 @@ impl Resources {
                 Err(why)
             }
         }
-    }
-
-    /// Run a container's health check once and record the result.
-    async fn probe(&self, d: &Declared, id: &str, c: &PlannedContainer) {
-        let (ok, counts) = match &c.health {
-            None => (true, true),
-            Some(h) => {
-                let timeout =
-                    Duration::from_millis(u64::from(h.timeout_ms.max(100))).min(MAX_PROBE_TIMEOUT);
-                let ok = match &h.probe {
-                    Probe::Exec(args) => self.exec_probe(id, args, timeout).await,
-                    Probe::Tcp(port) => tokio::time::timeout(
-                        timeout,
-                        tokio::net::TcpStream::connect((INSTANCE_IP, *port)),
-                    )
-                    .await
-                    .is_ok_and(|r| r.is_ok()),
-                    Probe::Http(p) => crate::node::probe::http_ok(p.port, &p.path, timeout).await,
-                };
-                let started = self.live().get(id).map(|l| l.started_at);
-                let in_grace = started.is_some_and(|t| {
-                    t.elapsed() < Duration::from_millis(u64::from(h.start_period_ms))
-                });
-                (ok, !in_grace)
-            }
-        };
-        let retries = c.health.as_ref().map(|h| h.retries.max(1)).unwrap_or(1);
-        let mut live = self.live();
-        let l = live
-            .entry(id.to_string())
-            .or_insert_with(|| Live::new(Instant::now()));
-        l.last_probe = Some(Instant::now());
-        if ok {
-            l.failures = 0;
-            l.healthy = true;
-        } else if counts {
-            l.failures += 1;
-            if l.failures >= retries && l.healthy {
-                l.healthy = false;
-                drop(live);
-                crate::logs::system(
-                    &self.config,
-                    &d.app,
-                    &format!(
-                        "resource {}: container {} is unhealthy ({retries} failed checks)",
-                        d.name, c.name
-                    ),
-                );
-            }
-        }
-    }
-
-    async fn exec_probe(&self, id: &str, args: &[String], timeout: Duration) -> bool {
-        let spec = ExecSpec {
-            args: args.to_vec(),
-            ..Default::default()
-        };
-        let run = async {
-            let mut handle = self.runtime.exec(id, &spec).await.ok()?;
-            for pipe in [handle.stdout.take(), handle.stderr.take()]
-                .into_iter()
-                .flatten()
-            {
-                let mut pipe = pipe;
-                tokio::spawn(async move {
-                    let mut sink = vec![0u8; 4096];
-                    while matches!(pipe.read(&mut sink).await, Ok(n) if n > 0) {}
-                });
-            }
-            handle.wait().await.ok()
-        };
-        matches!(tokio::time::timeout(timeout, run).await, Ok(Some(0)))
     }
 
     #[cfg(feature = "aws")]
@@ -1086,26 +1317,48 @@ impl Resources {
     }
 
     /// Remove a resource no release declares: its objects go, its record goes, its volumes stay.
-    async fn teardown(&self, rec: &ResourceRecord, containers: &HashMap<String, ContainerInfo>) {
+    /// Returns whether it is gone (false: the removal must be retried).
+    async fn teardown(
+        &self,
+        read: &Versioned<ResourceRecord>,
+        containers: &HashMap<String, ContainerInfo>,
+    ) -> bool {
+        let rec = &read.value;
         if let Err(reason) = self.teardown_objects(rec, containers).await {
             // Keep the record (and so the retry) until the objects are really gone.
             if rec.reason != reason {
                 let mut r = rec.clone();
-                r.status = "deleting".into();
+                r.status = ResourceStatus::Deleting;
                 r.reason = reason;
                 r.updated = Utc::now();
-                if let Err(e) = self.repo.put_resource(&r).await {
-                    tracing::warn!(app = %rec.app, resource = %rec.name, error = %e, "cannot save the resource record");
+                match self.repo.save_resource(&r, read.mod_revision).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => self.stale(&rec.app, &rec.name),
+                    Err(e) => {
+                        tracing::warn!(app = %rec.app, resource = %rec.name, error = %e, "cannot save the resource record")
+                    }
                 }
             }
-            return;
+            return false;
         }
+        match self
+            .repo
+            .delete_resource(&rec.app, &rec.name, read.mod_revision)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                self.stale(&rec.app, &rec.name);
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(app = %rec.app, resource = %rec.name, error = %e, "cannot delete the resource record");
+                return false;
+            }
+        }
+        // Only once the record is gone: a record that stays keeps its port.
         if rec.port != 0 {
             self.node.ports().release(rec.port);
-        }
-        if let Err(e) = self.repo.delete_resource(&rec.app, &rec.name).await {
-            tracing::warn!(app = %rec.app, resource = %rec.name, error = %e, "cannot delete the resource record");
-            return;
         }
         crate::logs::system(
             &self.config,
@@ -1118,6 +1371,7 @@ impl Resources {
                     .display()
             ),
         );
+        true
     }
 
     fn delete_volumes(&self, app: &str) {
@@ -1164,16 +1418,7 @@ impl Resources {
             .await
             .map_err(ResourceError::Unavailable)?;
         let rec = self.repo.resource(&d.app, &d.name).await?;
-        let containers: HashMap<String, ContainerInfo> = self
-            .runtime
-            .list(&[
-                (labels::TYPE, labels::TYPE_RESOURCE),
-                (labels::APP, d.app.as_str()),
-            ])
-            .await?
-            .into_iter()
-            .map(|c| (c.id.clone(), c))
-            .collect();
+        let containers = self.containers(&[(labels::APP, d.app.as_str())]).await?;
         let (port, observed, tentative) = match &rec {
             Some(r) if r.port != 0 => (r.port, self.observe(r, &containers), false),
             // Not allocated yet: plan with a free port, given back at once (the real one is
@@ -1205,14 +1450,14 @@ impl Resources {
                 d.name
             ))
         })?;
-        if rec.status == "overridden" {
+        if rec.status == ResourceStatus::Overridden {
             return Err(ResourceError::Invalid(format!(
                 "resource {} is replaced by {}_URL in the app's env; run the command against that database instead",
                 d.name,
                 dray_manifest::env_prefix(&d.name)
             )));
         }
-        if rec.status != "running" {
+        if rec.status != ResourceStatus::Running {
             return Err(ResourceError::NotReady(format!(
                 "resource {} is {}",
                 d.name,
@@ -1291,4 +1536,116 @@ pub fn volume_dir(config: &Config, app: &str, resource: &str, volume: &str) -> P
 fn plan_hash(c: &PlannedContainer) -> String {
     let json = serde_json::to_vec(c).unwrap_or_default();
     hex::encode(&Sha256::digest(&json)[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use dray_store::sqlite::SqliteStore;
+
+    use super::*;
+
+    /// A pass reads a failed record, a promote resets it meanwhile, then the pass writes its
+    /// (stale) result back: the write the reconciler uses must drop it, keeping the reset.
+    #[tokio::test]
+    async fn a_stale_pass_cannot_undo_a_concurrent_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::new(Arc::new(
+            SqliteStore::open(&dir.path().join("state.db")).unwrap(),
+        ));
+        let now = Utc::now();
+        let failed = ResourceRecord {
+            app: "shop".into(),
+            name: "db".into(),
+            kind: "postgres".into(),
+            port: 20001,
+            status: ResourceStatus::Failed,
+            reason: "image missing".into(),
+            created: now,
+            updated: now,
+            ..Default::default()
+        };
+        repo.save_resource(&failed, 0).await.unwrap().unwrap();
+
+        // The pass reads the record...
+        let read = repo.resource_records(Some("shop")).await.unwrap().remove(0);
+        // ...a promote gives it a fresh try...
+        assert_eq!(reset_failed(&repo, "shop").await.unwrap(), 1);
+        // ...and the pass, still believing it failed, writes back what it computed.
+        let mut stale = read.value.clone();
+        stale.reason = "image still missing".into();
+        assert_eq!(
+            repo.save_resource(&stale, read.mod_revision).await.unwrap(),
+            None,
+            "the stale write is dropped"
+        );
+        let now = repo.resource("shop", "db").await.unwrap().unwrap();
+        assert_eq!(now.status, ResourceStatus::Pending);
+        assert_eq!(now.reason, "");
+        assert_eq!(now.port, 20001);
+
+        // Nothing failed any more: nothing to reset.
+        assert_eq!(reset_failed(&repo, "shop").await.unwrap(), 0);
+        // A pass that read the fresh record writes fine.
+        let fresh = repo.resource_records(Some("shop")).await.unwrap().remove(0);
+        let mut next = fresh.value.clone();
+        next.status = ResourceStatus::Provisioning;
+        assert!(repo
+            .save_resource(&next, fresh.mod_revision)
+            .await
+            .unwrap()
+            .is_some());
+    }
+
+    /// The port allocated for a new record goes back when the record appeared meanwhile (the
+    /// write that keeps it is dropped), and is kept when the write happens.
+    #[tokio::test]
+    async fn a_port_whose_write_is_dropped_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::new(Arc::new(
+            SqliteStore::open(&dir.path().join("state.db")).unwrap(),
+        ));
+        let ports = PortAllocator::new(41700..=41799);
+        let new = ResourceRecord {
+            app: "shop".into(),
+            name: "cache".into(),
+            ..Default::default()
+        };
+        // Another writer created the record after this pass saw it absent.
+        repo.save_resource(&new, 0).await.unwrap().unwrap();
+        let mut rec = new.clone();
+        let mut read = 0;
+        let err = keep_new_port(&repo, &ports, &mut rec, &mut read)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CarryOut::Stale), "{err:?}");
+        assert_eq!((rec.port, read, ports.in_use()), (0, 0, 0), "released");
+
+        let fresh = repo.resource_records(Some("shop")).await.unwrap().remove(0);
+        let (mut rec, mut read) = (fresh.value, fresh.mod_revision);
+        keep_new_port(&repo, &ports, &mut rec, &mut read)
+            .await
+            .unwrap();
+        assert_ne!(rec.port, 0);
+        assert_eq!(ports.in_use(), 1);
+        let stored = repo.resource_records(Some("shop")).await.unwrap().remove(0);
+        assert_eq!(
+            stored.mod_revision, read,
+            "the pass goes on from its own write"
+        );
+        assert_eq!(stored.value.port, rec.port);
+        assert_eq!(stored.value.status, ResourceStatus::Provisioning);
+    }
+
+    /// Old records (written with status strings) still decode, into the enum.
+    #[test]
+    fn old_records_decode() {
+        let rec: ResourceRecord = serde_json::from_str(
+            r#"{"app":"a","name":"db","type":"redis","status":"deleting","created":"2026-01-01T00:00:00Z","updated":"2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(rec.status, ResourceStatus::Deleting);
+        assert!(serde_json::to_string(&rec)
+            .unwrap()
+            .contains(r#""status":"deleting""#));
+    }
 }

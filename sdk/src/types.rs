@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub struct App {
     pub name: String,
     /// `creating`, `running`, `updating`, `rollback` or `deleting`.
-    pub status: String,
+    pub status: AppStatus,
     /// The active (last successfully promoted) release; empty before the first promote.
     #[serde(default)]
     pub release: String,
@@ -146,8 +146,9 @@ pub struct Process {
     pub release: String,
     #[serde(default = "epoch")]
     pub started: DateTime<Utc>,
-    /// `pending`, `starting`, `running`, `unhealthy`, `crashed`, `complete` or `failed`.
-    pub status: String,
+    /// `pending`, `starting`, `running`, `unhealthy`, `crashed`, `stopping`, `complete` or
+    /// `failed`.
+    pub status: ProcessStatus,
     #[serde(default)]
     pub service: String,
     /// `service`, `process` (one-off) or `timer`.
@@ -310,6 +311,24 @@ mod tests {
         assert_eq!(env.0.get("C").map(String::as_str), Some("3"));
         assert_eq!(env.render(), "A=x=y\nB=2\nC=3");
     }
+
+    #[test]
+    fn statuses_keep_their_wire_strings() {
+        let p: Process =
+            serde_json::from_str(r#"{"id":"web-abcde","app":"a","status":"running"}"#).unwrap();
+        assert_eq!(p.status, ProcessStatus::Running);
+        assert!(p.status == "running");
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["status"], "running");
+        let r: Resource =
+            serde_json::from_str(r#"{"name":"db","type":"postgres","status":"deleting"}"#).unwrap();
+        assert_eq!(r.status, ResourceStatus::Deleting);
+        assert_eq!(App::default().status, AppStatus::Running);
+        assert!(serde_json::from_str::<Resource>(
+            r#"{"name":"db","type":"postgres","status":"bogus"}"#
+        )
+        .is_err());
+    }
 }
 
 /// A resource of an app (`GET /apps/{app}/resources`), Convox's shape (`name`, `type`, `status`,
@@ -320,9 +339,10 @@ pub struct Resource {
     #[serde(rename = "type")]
     pub kind: String,
     /// `pending`, `provisioning`, `running`, `unhealthy`, `failed`, `overridden` (its
-    /// `<NAME>_URL` is set in the app's env), or `declared` (in the manifest of a release that
-    /// was not promoted yet).
-    pub status: String,
+    /// `<NAME>_URL` is set in the app's env), `declared` (in the manifest of a release that
+    /// was not promoted yet) or `deleting` (no release declares it any more; its objects are
+    /// being removed). See [`ResourceStatus`].
+    pub status: ResourceStatus,
     /// The `URL` it links (empty until it runs).
     #[serde(default)]
     pub url: String,
@@ -373,11 +393,12 @@ pub struct ResourceObject {
     pub port: u16,
 }
 
-/// Defines a status enum whose wire form is a lowercase word (serde, `Display`, `FromStr`).
+/// Defines a status enum whose wire form is a lowercase word (serde, `Display`, `FromStr`); one
+/// variant carries `#[default]`.
 macro_rules! wire_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum $name {
             $($(#[$vm])* #[serde(rename = $wire)] $variant),+
         }
@@ -426,6 +447,7 @@ wire_enum! {
     /// Where a process is in its life (`dray ps` STATUS).
     ProcessStatus {
         /// Assigned, not started yet (or waiting for its image).
+        #[default]
         Pending => "pending",
         /// Running, not yet passing its readiness check.
         Starting => "starting",
@@ -452,9 +474,11 @@ impl ProcessStatus {
 }
 
 wire_enum! {
-    /// The state of a resource (`dray resources` STATUS).
+    /// The state of a resource (`dray resources` STATUS). A resource no release declares any
+    /// more is `deleting` until its objects are gone (then its record goes too).
     ResourceStatus {
         /// Declared, nothing carried out yet.
+        #[default]
         Pending => "pending",
         /// Its objects are being created and have not been healthy yet.
         Provisioning => "provisioning",
@@ -479,6 +503,7 @@ wire_enum! {
         /// Being created.
         Creating => "creating",
         /// Running its active release (no deployment in progress).
+        #[default]
         Running => "running",
         /// A deployment is in progress.
         Updating => "updating",

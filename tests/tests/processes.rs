@@ -695,3 +695,89 @@ async fn reqwest_get(rack: &Rack, path: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// A rolling deploy in progress when the agent is killed carries on where it was after the
+/// restart (its state is the app record, the planner's assignments and the nodes' process
+/// records), within its bounds, and commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_deploy_carries_on_across_kill9_of_the_agent() {
+    let mut rack = Rack::start().await;
+    stdout_ok(&rack.dray(&["apps", "create", "roll"]));
+    let manifest = |greeting: &str| {
+        format!(
+            r#"
+services:
+  web:
+    command: sh -c 'mkdir -p /tmp/www && echo {greeting} > /tmp/www/index.html && sleep 2 && exec httpd -f -p $PORT -h /tmp/www'
+    port: 3000
+    health:
+      path: /index.html
+      grace: 0
+      interval: 1
+      timeout: 1
+    scale:
+      count: 4
+      memory: 32
+    termination:
+      grace: 1
+"#
+        )
+    };
+    let r1 = import(&rack, "roll", &manifest("one"));
+    stdout_ok(&rack.dray(&["releases", "promote", &r1, "-a", "roll"]));
+    let r2 = import(&rack, "roll", &manifest("two"));
+    let out = stdout_ok(&rack.dray(&["releases", "promote", &r2, "--force", "-a", "roll"]));
+    assert!(out.ends_with("OK (not waiting)\n"), "{out}");
+    // Kill the agent once the new release has processes but before it is done.
+    eventually(
+        "a first process of the new release",
+        Duration::from_secs(20),
+        || async {
+            let procs = rack.client().processes("roll", Some("web")).await.ok()?;
+            procs.iter().any(|p| p.release == r2).then_some(())
+        },
+    )
+    .await;
+    rack.kill9();
+    rack.spawn();
+    rack.wait_ready().await;
+    let app = eventually(
+        "the deploy to commit after the restart",
+        Duration::from_secs(60),
+        || async {
+            let a = rack.client().app("roll").await.ok()?;
+            (a.status == "running").then_some(a)
+        },
+    )
+    .await;
+    assert_eq!(app.release, r2, "{}", app.deploy_error);
+    eventually(
+        "4 running web processes of the new release",
+        Duration::from_secs(30),
+        || async {
+            let procs = rack.client().processes("roll", Some("web")).await.ok()?;
+            (procs.len() == 4
+                && procs
+                    .iter()
+                    .all(|p| p.release == r2 && p.status == "running"))
+            .then_some(())
+        },
+    )
+    .await;
+    let progress = rack.client().app("roll").await.unwrap().progress;
+    let web = progress
+        .iter()
+        .find(|p| p.service == "web")
+        .expect("web progress");
+    assert_eq!(
+        (web.desired, web.updated, web.healthy),
+        (4, 4, 4),
+        "{progress:?}"
+    );
+    // The endpoints feed lists exactly the 4 processes, healthy.
+    let endpoints = rack.client().endpoints("roll").await.unwrap();
+    assert_eq!(endpoints.len(), 4, "{endpoints:?}");
+    assert!(endpoints
+        .iter()
+        .all(|e| e.healthy && !e.draining && e.release == r2 && e.port > 0));
+}

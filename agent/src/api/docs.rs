@@ -156,6 +156,26 @@ pub fn openapi(routes: &[RouteDoc]) -> Value {
 fn schemas() -> Value {
     let s = |kind: &str| json!({ "type": kind });
     let time = json!({ "type": "string", "format": "date-time" });
+    // The status enums come from the wire types, so the document cannot miss a value.
+    let words = |all: Vec<&'static str>| json!({ "type": "string", "enum": all });
+    let process_status = words(
+        dray_sdk::ProcessStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect(),
+    );
+    let resource_status = words(
+        dray_sdk::ResourceStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect(),
+    );
+    let app_status = words(
+        dray_sdk::AppStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect(),
+    );
     json!({
         "Error": { "type": "object", "required": ["error"], "properties": { "error": s("string") } },
         "Ok": { "type": "object", "properties": { "status": s("string") } },
@@ -169,7 +189,7 @@ fn schemas() -> Value {
             "name": s("string"), "ports": { "type": "array", "items": s("string") }, "release": s("string"),
             "started": time, "service": s("string"), "type": s("string"), "restarts": s("integer"),
             "exit_code": s("integer"),
-            "status": { "type": "string", "enum": dray_sdk::ProcessStatus::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>() },
+            "status": process_status,
         }},
         "Endpoint": { "type": "object", "required": ["app", "service", "process", "port"], "properties": {
             "app": s("string"), "service": s("string"), "process": s("string"), "release": s("string"),
@@ -196,7 +216,7 @@ fn schemas() -> Value {
         }},
         "Resource": { "type": "object", "required": ["name", "type", "status"], "properties": {
             "name": s("string"), "type": s("string"),
-            "status": { "type": "string", "enum": dray_sdk::ResourceStatus::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>() },
+            "status": resource_status,
             "url": s("string"), "reason": s("string"), "plugin": s("string"), "port": s("integer"),
             "outputs": { "type": "array", "items": { "type": "object", "properties": {
                 "key": s("string"), "value": s("string"), "secret": s("boolean") } } },
@@ -210,7 +230,7 @@ fn schemas() -> Value {
             "plan": { "type": "object", "description": "the plugin's resource-plan (objects, diagnostics), as in wit/types.wit" },
         }},
         "App": { "type": "object", "required": ["name", "status"], "properties": {
-            "name": s("string"), "status": { "type": "string", "enum": dray_sdk::AppStatus::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>() },
+            "name": s("string"), "status": app_status,
             "release": s("string"), "locked": s("boolean"), "router": s("string"),
             "generation": s("string"), "parameters": { "type": "object", "additionalProperties": s("string") },
             "created": time, "deploy-error": s("string"), "deploying": s("string"),

@@ -1,11 +1,13 @@
 //! Apps: create, list, get, lock/unlock, cancel, delete.
 
-use chrono::Utc;
-use dray_sdk::App;
-use dray_store::{Compare, Op, Txn};
+use std::future::ready;
 
-use super::{Controllers, Error, CAS_RETRIES};
-use crate::repo::{self, AppRecord, Versioned};
+use chrono::Utc;
+use dray_sdk::{App, AppStatus};
+use dray_store::Op;
+
+use super::{Controllers, Error};
+use crate::repo::{self, AppRecord, Update, Versioned};
 
 const RESERVED: &[&str] = &["rack", "system"];
 const MAX_NAME: usize = 40;
@@ -85,7 +87,7 @@ impl Controllers {
         validate_app_name(name)?;
         let rec = AppRecord {
             name: name.to_string(),
-            status: "running".into(),
+            status: AppStatus::Running,
             release: String::new(),
             latest_release: String::new(),
             locked: false,
@@ -98,19 +100,17 @@ impl Controllers {
             progress: Vec::new(),
             restarts: Default::default(),
         };
-        let key = repo::app_key(name);
-        let resp = self
-            .repo
-            .store()
-            .txn(Txn {
-                compare: vec![Compare::ModRevision(key.clone(), 0)],
-                success: vec![Op::Put(key, repo::encode(&rec))],
-                failure: vec![],
-            })
+        self.repo
+            .update(
+                &repo::app_key(name),
+                |current: Option<Versioned<AppRecord>>| {
+                    ready(match current {
+                        Some(_) => Err(Error::Conflict(format!("app already exists: {name}"))),
+                        None => Ok(Update::put(rec.clone())),
+                    })
+                },
+            )
             .await?;
-        if !resp.succeeded {
-            return Err(Error::Conflict(format!("app already exists: {name}")));
-        }
         tracing::info!(target: "audit", app = name, "app created");
         Ok(self.app_view(rec).await)
     }
@@ -129,36 +129,35 @@ impl Controllers {
         Ok(apps)
     }
 
-    /// Apply `change` to an app record with compare-and-swap, retrying on concurrent writes.
-    /// `change` returns `Ok(false)` to leave the record as it is.
+    /// Apply `change` to an app record with [`repo::Repo::update`] (compare-and-swap, retried
+    /// on concurrent writes). `change` returns `Ok(false)` to leave the record as it is.
     pub(super) async fn update_app<F>(&self, name: &str, mut change: F) -> Result<AppRecord, Error>
     where
         F: FnMut(&mut AppRecord) -> Result<bool, Error>,
     {
         let _guard = self.app_locks.lock(name).await;
-        for _ in 0..CAS_RETRIES {
-            let current = self.app_record(name).await?;
-            let mut rec = current.value.clone();
-            if !change(&mut rec)? {
-                return Ok(rec);
-            }
-            let key = repo::app_key(name);
-            let resp = self
-                .repo
-                .store()
-                .txn(Txn {
-                    compare: vec![Compare::ModRevision(key.clone(), current.mod_revision)],
-                    success: vec![Op::Put(key, repo::encode(&rec))],
-                    failure: vec![],
-                })
-                .await?;
-            if resp.succeeded {
-                return Ok(rec);
-            }
-        }
-        Err(Error::Conflict(format!(
-            "app {name} is being changed by other requests; try again"
-        )))
+        let updated = self
+            .repo
+            .update(
+                &repo::app_key(name),
+                |current: Option<Versioned<AppRecord>>| {
+                    ready(match current {
+                        None => Err(Error::NotFound(format!("app not found: {name}"))),
+                        Some(current) => {
+                            let mut rec = current.value;
+                            match change(&mut rec) {
+                                Ok(true) => Ok(Update::put(rec)),
+                                Ok(false) => Ok(Update::keep()),
+                                Err(e) => Err(e),
+                            }
+                        }
+                    })
+                },
+            )
+            .await?;
+        updated
+            .value
+            .ok_or_else(|| Error::NotFound(format!("app not found: {name}")))
     }
 
     /// Lock (termination protection) or unlock an app.
@@ -177,7 +176,7 @@ impl Controllers {
     /// Ask the deployment in progress to stop and roll back.
     pub async fn app_cancel(&self, name: &str) -> Result<(), Error> {
         self.update_app(name, |rec| {
-            if rec.status != "updating" {
+            if rec.status != AppStatus::Updating {
                 return Err(Error::Conflict(format!(
                     "nothing to cancel: app {name} is not deploying (status {})",
                     rec.status
@@ -194,38 +193,30 @@ impl Controllers {
     /// Delete an app with its builds and releases. Refused while the app is locked.
     pub async fn app_delete(&self, name: &str) -> Result<(), Error> {
         let _guard = self.app_locks.lock(name).await;
-        for _ in 0..CAS_RETRIES {
-            let current = self.app_record(name).await?;
-            if current.value.locked {
-                return Err(Error::Conflict(format!("app is locked: {name}")));
-            }
-            let key = repo::app_key(name);
-            let resp = self
-                .repo
-                .store()
-                .txn(Txn {
-                    compare: vec![Compare::ModRevision(key.clone(), current.mod_revision)],
-                    success: vec![
-                        Op::Delete(key),
-                        Op::DeletePrefix(repo::releases_prefix(name)),
-                        Op::DeletePrefix(repo::builds_prefix(name)),
-                        Op::Delete(repo::scale_key(name)),
-                    ],
-                    failure: vec![],
-                })
-                .await?;
-            if resp.succeeded {
-                self.releases.forget_app(name);
-                if let Err(e) = self.objects.delete_app(name).await {
-                    tracing::warn!(app = name, error = %e, "cannot remove the app's objects");
-                }
-                tracing::info!(target: "audit", app = name, "app deleted");
-                return Ok(());
-            }
+        self.repo
+            .update(
+                &repo::app_key(name),
+                |current: Option<Versioned<AppRecord>>| {
+                    ready(match current {
+                        None => Err(Error::NotFound(format!("app not found: {name}"))),
+                        Some(c) if c.value.locked => {
+                            Err(Error::Conflict(format!("app is locked: {name}")))
+                        }
+                        Some(_) => Ok(Update::delete().also([
+                            Op::DeletePrefix(repo::releases_prefix(name)),
+                            Op::DeletePrefix(repo::builds_prefix(name)),
+                            Op::Delete(repo::scale_key(name)),
+                        ])),
+                    })
+                },
+            )
+            .await?;
+        self.releases.forget_app(name);
+        if let Err(e) = self.objects.delete_app(name).await {
+            tracing::warn!(app = name, error = %e, "cannot remove the app's objects");
         }
-        Err(Error::Conflict(format!(
-            "app {name} is being changed by other requests; try again"
-        )))
+        tracing::info!(target: "audit", app = name, "app deleted");
+        Ok(())
     }
 }
 

@@ -20,7 +20,7 @@ use dray_store::Store;
 
 use crate::app::ReleaseCache;
 use crate::config::Config;
-use crate::repo::{Repo, RepoError};
+use crate::repo::{Repo, RepoError, UpdateError};
 
 pub use apps::validate_app_name;
 pub use env::{env_diff, parse_env_text};
@@ -28,9 +28,6 @@ pub use plugins::{parse_dir_grant, plugin_wire, MAX_PLUGIN_BYTES};
 pub use processes::{PromoteOptions, RunOptions, ScaleOptions};
 pub use releases::ReleaseOptions;
 pub use resources::data_op as resource_data_op;
-
-/// How many times a compare-and-swap loop retries before giving up with a conflict.
-const CAS_RETRIES: usize = 50;
 
 /// What went wrong, in words a user can act on. The API maps each kind to an HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +51,24 @@ pub enum Error {
 
 impl From<RepoError> for Error {
     fn from(e: RepoError) -> Self {
-        Error::Internal(e.to_string())
+        match e {
+            // Other writers won every attempt: the request may succeed when repeated.
+            RepoError::Conflict { .. } => Error::Conflict(e.to_string()),
+            RepoError::Corrupt { .. } => Error::Internal(format!(
+                "{e}; the agent left it untouched: repair or delete that key in the store \
+                 (state.db in the data directory), or restore the store from a backup"
+            )),
+            RepoError::Store(_) => Error::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<UpdateError<Error>> for Error {
+    fn from(e: UpdateError<Error>) -> Self {
+        match e {
+            UpdateError::Rejected(e) => e,
+            UpdateError::Repo(e) => e.into(),
+        }
     }
 }
 
@@ -197,5 +211,105 @@ impl Controllers {
         let mut builds = self.repo.builds(app).await?;
         builds.truncate(limit.unwrap_or(10));
         Ok(builds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dray_sdk::Build;
+    use dray_store::sqlite::SqliteStore;
+
+    use super::*;
+    use crate::repo;
+
+    fn store(dir: &std::path::Path) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap())
+    }
+
+    #[tokio::test]
+    async fn running_out_of_attempts_is_a_conflict_naming_the_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = store(dir.path());
+        let c = Controllers::new(inner.clone(), Config::for_data_dir(dir.path()));
+        c.app_create("myapp").await.unwrap();
+        // Another writer rewrites the app record before every compare-and-swap.
+        let contended = Controllers::new(
+            Arc::new(repo::testing::ContendedStore {
+                inner,
+                key: repo::app_key("myapp"),
+            }),
+            Config::for_data_dir(dir.path()),
+        );
+        let err = contended.app_lock("myapp", true).await.unwrap_err();
+        let Error::Conflict(m) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            m,
+            "app myapp kept changing while this request tried to update it (50 attempts): try again"
+        );
+        let err = contended.app_delete("myapp").await.unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+        assert!(!c.app("myapp").await.unwrap().locked);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_scale_record_is_reported_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Controllers::new(store(dir.path()), Config::for_data_dir(dir.path()));
+        c.app_create("myapp").await.unwrap();
+        let build = Build {
+            id: "BABCDEFGHIJ".into(),
+            app: "myapp".into(),
+            manifest: "services:\n  web:\n    port: 3000\n  worker:\n    command: work\n".into(),
+            status: "complete".into(),
+            ..Default::default()
+        };
+        c.repo
+            .store()
+            .put(&repo::build_key("myapp", &build.id), repo::encode(&build))
+            .await
+            .unwrap();
+        let release = c
+            .release_create(
+                "myapp",
+                ReleaseOptions {
+                    build: Some(build.id.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        c.repo
+            .update_app("myapp", |r| {
+                r.release = release.id.clone();
+                true
+            })
+            .await
+            .unwrap();
+        let scale = |count| ScaleOptions {
+            count: Some(count),
+            ..Default::default()
+        };
+        c.scale("myapp", "worker", scale(3)).await.unwrap();
+        let key = repo::scale_key("myapp");
+        let mut bytes = c.repo.store().get(&key).await.unwrap().unwrap().value;
+        bytes.truncate(bytes.len() - 1); // a torn write
+        c.repo.store().put(&key, bytes.clone()).await.unwrap();
+
+        let err = c.scale("myapp", "web", scale(2)).await.unwrap_err();
+        let Error::Internal(m) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(m.starts_with(&format!("corrupt record at {key}: ")), "{m}");
+        assert!(m.contains("EOF while parsing"), "{m}");
+        assert!(m.contains("left it untouched"), "{m}");
+        assert_eq!(
+            c.repo.store().get(&key).await.unwrap().unwrap().value,
+            bytes,
+            "the record is not overwritten"
+        );
+        // Reading the services reports it too, instead of showing the manifest's scale.
+        assert!(matches!(c.services("myapp").await, Err(Error::Internal(_))));
     }
 }

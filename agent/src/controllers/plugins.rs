@@ -159,6 +159,7 @@ impl Controllers {
         check_grants(&grants)?;
         let info = self.plugin_host().await?.install(wasm, grants).await?;
         tracing::info!(target: "audit", plugin = %info.name, grants = ?info.grants, "plugin installed");
+        self.wake_resources();
         Ok(plugin_wire(info))
     }
 
@@ -177,7 +178,15 @@ impl Controllers {
         }
         check_upload(&wasm)?;
         let info = host.upgrade(name.map(str::to_string), wasm).await?;
+        self.wake_resources();
         Ok(plugin_wire(info))
+    }
+
+    /// A plugin change may unblock (or change) resources: let the reconciler look now.
+    fn wake_resources(&self) {
+        if let Some(r) = &self.resources {
+            r.wake();
+        }
     }
 
     /// `DELETE /plugins/{name}`: remove it, refused (naming the apps) while a resource of a

@@ -3,14 +3,14 @@
 //! to them); process listings read the records the nodes write.
 
 use std::collections::BTreeMap;
+use std::future::ready;
 
 use chrono::Utc;
-use dray_sdk::{Build, Image, Process, Release, Service, ServicePort};
-use dray_store::{Compare, Op, Txn};
+use dray_sdk::{AppStatus, Build, Image, Process, Release, Service, ServicePort};
 
-use super::{Controllers, Error, CAS_RETRIES};
+use super::{Controllers, Error};
 use crate::node::NodeError;
-use crate::repo::{self, ProcessKind, ScaleRecord};
+use crate::repo::{self, AppRecord, ProcessKind, ScaleRecord, Update, Versioned};
 
 impl From<NodeError> for Error {
     fn from(e: NodeError) -> Self {
@@ -83,54 +83,20 @@ impl Controllers {
         let _guard = self.app_locks.lock(app).await;
         // "can not promote an older release": releases are ordered by their creation revision.
         let releases = self.repo.releases(app).await?;
-        for _ in 0..CAS_RETRIES {
-            let current = self.app_record(app).await?;
-            let rec = current.value.clone();
-            if rec.status != "running" && !opts.force {
-                return Err(Error::Conflict(format!(
-                    "app is currently updating (deploying {}): wait, cancel it with dray apps cancel, or pass --force",
-                    rec.deploying
-                )));
-            }
-            if !rec.release.is_empty() {
-                let pos = |r: &str| releases.iter().position(|x: &Release| x.id == r);
-                if let (Some(new), Some(active)) = (pos(id), pos(&rec.release)) {
-                    if new > active {
-                        return Err(Error::BadRequest(format!(
-                            "can not promote an older release, try rollback: dray releases rollback {id}"
-                        )));
-                    }
-                }
-            }
-            let mut next = rec.clone();
-            next.status = "updating".into();
-            next.deploying = id.to_string();
-            next.deploy_started = Utc::now();
-            next.deploy_timeout = opts.timeout.unwrap_or(600).clamp(5, 86_400);
-            next.cancel_requested = false;
-            next.progress.clear();
-            let key = repo::app_key(app);
-            let resp = self
-                .repo
-                .store()
-                .txn(Txn {
-                    compare: vec![Compare::ModRevision(key.clone(), current.mod_revision)],
-                    success: vec![Op::Put(key, repo::encode(&next))],
-                    failure: vec![],
-                })
-                .await?;
-            if resp.succeeded {
-                crate::logs::system(&self.config, app, &format!("promoting release {id}"));
-                tracing::info!(target: "audit", app, release = id, "promote started");
-                if let Some(r) = &self.resources {
-                    r.wake();
-                }
-                return Ok(());
-            }
+        self.repo
+            .update(
+                &repo::app_key(app),
+                |current: Option<Versioned<AppRecord>>| {
+                    ready(start_deploy(app, id, current, &releases, &opts))
+                },
+            )
+            .await?;
+        crate::logs::system(&self.config, app, &format!("promoting release {id}"));
+        tracing::info!(target: "audit", app, release = id, "promote started");
+        if let Some(r) = &self.resources {
+            r.wake();
         }
-        Err(Error::Conflict(format!(
-            "app {app} is being changed by other requests; try again"
-        )))
+        Ok(())
     }
 
     /// Processes of an app, optionally of one service or release (as their nodes report them).
@@ -316,49 +282,35 @@ impl Controllers {
             )));
         }
         let _guard = self.app_locks.lock(app).await;
-        let key = repo::scale_key(app);
-        for _ in 0..CAS_RETRIES {
-            let current = self.repo.store().get(&key).await?;
-            let (mut map, rev): (BTreeMap<String, ScaleRecord>, i64) = match &current {
-                Some(kv) => (
-                    serde_json::from_slice(&kv.value).unwrap_or_default(),
-                    kv.mod_revision,
-                ),
-                None => (BTreeMap::new(), 0),
-            };
-            let entry = map.entry(service.to_string()).or_default();
-            if let Some(c) = opts.count {
-                entry.count = Some(c);
-            }
-            if let Some(c) = opts.cpu {
-                entry.cpu = Some(c);
-            }
-            if let Some(m) = opts.memory {
-                entry.memory = Some(m);
-            }
-            let resp = self
-                .repo
-                .store()
-                .txn(Txn {
-                    compare: vec![Compare::ModRevision(key.clone(), rev)],
-                    success: vec![Op::Put(key.clone(), repo::encode(&map))],
-                    failure: vec![],
-                })
-                .await?;
-            if resp.succeeded {
-                tracing::info!(target: "audit", app, service, count = ?opts.count, cpu = ?opts.cpu, memory = ?opts.memory, "service scaled");
-                drop(_guard);
-                return self
-                    .services(app)
-                    .await?
-                    .into_iter()
-                    .find(|s| s.name == service)
-                    .ok_or_else(|| Error::NotFound(format!("service not found: {service}")));
-            }
-        }
-        Err(Error::Conflict(format!(
-            "app {app} is being changed by other requests; try again"
-        )))
+        // A scale record that does not decode fails the update (RepoError::Corrupt): it is
+        // reported, never replaced by an empty one (which would reset every service's scale).
+        self.repo
+            .update(
+                &repo::scale_key(app),
+                |current: Option<Versioned<BTreeMap<String, ScaleRecord>>>| {
+                    let mut map = current.map(|c| c.value).unwrap_or_default();
+                    let entry = map.entry(service.to_string()).or_default();
+                    if let Some(c) = opts.count {
+                        entry.count = Some(c);
+                    }
+                    if let Some(c) = opts.cpu {
+                        entry.cpu = Some(c);
+                    }
+                    if let Some(m) = opts.memory {
+                        entry.memory = Some(m);
+                    }
+                    ready(Ok::<_, Error>(Update::put(map)))
+                },
+            )
+            .await?;
+        tracing::info!(target: "audit", app, service, count = ?opts.count, cpu = ?opts.cpu, memory = ?opts.memory, "service scaled");
+        {}
+        drop(_guard);
+        self.services(app)
+            .await?
+            .into_iter()
+            .find(|s| s.name == service)
+            .ok_or_else(|| Error::NotFound(format!("service not found: {service}")))
     }
 
     /// Whether a service of the app's active release is an agent (`agent: true`).
@@ -367,8 +319,13 @@ impl Controllers {
         if rec.release.is_empty() {
             return Ok(false);
         }
-        let release = self.release(app, &rec.release).await?;
-        Ok(crate::node::release_manifest(&release)
+        let release = self
+            .releases
+            .get(app, &rec.release)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("release not found: {}", rec.release)))?;
+        Ok(release
+            .manifest()
             .ok()
             .and_then(|m| m.services.get(service).map(|s| s.agent))
             .unwrap_or(false))
@@ -514,6 +471,44 @@ fn image_view(i: dray_runtime::Image) -> Image {
         size: i.size,
         created: i.created.map(chrono::DateTime::<Utc>::from),
     }
+}
+
+/// The app record of a promote: `id` is being deployed. Refused while another deployment runs
+/// (without `force`) and for a release older than the active one (`releases` newest first).
+fn start_deploy(
+    app: &str,
+    id: &str,
+    current: Option<Versioned<AppRecord>>,
+    releases: &[Release],
+    opts: &PromoteOptions,
+) -> Result<Update<AppRecord>, Error> {
+    let rec = current
+        .ok_or_else(|| Error::NotFound(format!("app not found: {app}")))?
+        .value;
+    if rec.status != AppStatus::Running && !opts.force {
+        return Err(Error::Conflict(format!(
+            "app is currently updating (deploying {}): wait, cancel it with dray apps cancel, or pass --force",
+            rec.deploying
+        )));
+    }
+    if !rec.release.is_empty() {
+        let pos = |r: &str| releases.iter().position(|x: &Release| x.id == r);
+        if let (Some(new), Some(active)) = (pos(id), pos(&rec.release)) {
+            if new > active {
+                return Err(Error::BadRequest(format!(
+                    "can not promote an older release, try rollback: dray releases rollback {id}"
+                )));
+            }
+        }
+    }
+    let mut next = rec;
+    next.status = AppStatus::Updating;
+    next.deploying = id.to_string();
+    next.deploy_started = Utc::now();
+    next.deploy_timeout = opts.timeout.unwrap_or(600).clamp(5, 86_400);
+    next.cancel_requested = false;
+    next.progress.clear();
+    Ok(Update::put(next))
 }
 
 /// A one-off process request from the API.

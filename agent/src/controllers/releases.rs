@@ -2,12 +2,12 @@
 
 use chrono::Utc;
 use dray_sdk::{Environment, Release};
-use dray_store::{Compare, Op, Txn};
+use dray_store::Op;
 
 use super::env::{env_diff, parse_env_text};
-use super::{Controllers, Error, CAS_RETRIES};
+use super::{Controllers, Error};
 use crate::ids;
-use crate::repo;
+use crate::repo::{self, AppRecord, Update, Versioned};
 
 /// What a new release changes relative to its parent. Unset fields are copied from the parent:
 /// `parent_release` when given, otherwise the app's newest release.
@@ -57,77 +57,94 @@ impl Controllers {
             None => None,
         };
         let _guard = self.app_locks.lock(app).await;
-        for _ in 0..CAS_RETRIES {
-            let current = self.app_record(app).await?;
-            let parent_id = opts
-                .parent_release
-                .clone()
-                .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| current.value.latest_release.clone());
-            let parent =
-                if parent_id.is_empty() {
-                    None
-                } else {
-                    Some(self.repo.release(app, &parent_id).await?.ok_or_else(|| {
-                        Error::NotFound(format!("release not found: {parent_id}"))
-                    })?)
-                };
-            let parent_env = parent
+        let (opts, env, build) = (&opts, &env, &build);
+        // The release is made in the update's closure: it forks from the newest release of the
+        // app record read, which a concurrent creation may have moved. The last one made is the
+        // one written.
+        let made: std::sync::Mutex<Option<Release>> = std::sync::Mutex::new(None);
+        let made_ref = &made;
+        self.repo
+            .update(
+                &repo::app_key(app),
+                |current: Option<Versioned<AppRecord>>| async move {
+                    let Some(current) = current else {
+                        return Err(Error::NotFound(format!("app not found: {app}")));
+                    };
+                    let release = self.fork(app, &current.value, opts, env, build).await?;
+                    let mut rec = current.value;
+                    rec.latest_release = release.id.clone();
+                    let put = Op::Put(repo::release_key(app, &release.id), repo::encode(&release));
+                    *made_ref.lock().unwrap_or_else(|p| p.into_inner()) = Some(release);
+                    Ok(Update::put(rec).also([put]))
+                },
+            )
+            .await?;
+        let release = made
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .ok_or_else(|| Error::Internal("the release was not made".into()))?;
+        tracing::info!(target: "audit", app, release = %release.id, description = %release.description, "release created");
+        Ok(release)
+    }
+
+    /// A new release of `app` forked from its parent: `opts.parent_release`, or the newest
+    /// release of `rec`.
+    async fn fork(
+        &self,
+        app: &str,
+        rec: &AppRecord,
+        opts: &ReleaseOptions,
+        env: &Option<Environment>,
+        build: &Option<dray_sdk::Build>,
+    ) -> Result<Release, Error> {
+        let parent_id = opts
+            .parent_release
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| rec.latest_release.clone());
+        let parent = if parent_id.is_empty() {
+            None
+        } else {
+            Some(
+                self.repo
+                    .release(app, &parent_id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("release not found: {parent_id}")))?,
+            )
+        };
+        let parent_env = parent
+            .as_ref()
+            .map(|p| Environment::parse(&p.env))
+            .unwrap_or_default();
+
+        let mut release = Release {
+            id: ids::release_id(),
+            app: app.to_string(),
+            build: parent.as_ref().map(|p| p.build.clone()).unwrap_or_default(),
+            env: parent_env.render(),
+            manifest: parent
                 .as_ref()
-                .map(|p| Environment::parse(&p.env))
-                .unwrap_or_default();
-
-            let mut release = Release {
-                id: ids::release_id(),
-                app: app.to_string(),
-                build: parent.as_ref().map(|p| p.build.clone()).unwrap_or_default(),
-                env: parent_env.render(),
-                manifest: parent
-                    .as_ref()
-                    .map(|p| p.manifest.clone())
-                    .unwrap_or_default(),
-                description: parent
-                    .as_ref()
-                    .map(|p| p.description.clone())
-                    .unwrap_or_default(),
-                created: Utc::now(),
-            };
-            if let Some(b) = &build {
-                release.build = b.id.clone();
-                release.manifest = b.manifest.clone();
-                release.description = b.description.clone();
-            }
-            if let Some(env) = &env {
-                release.env = env.render();
-                release.description = env_diff(&parent_env, env);
-            }
-            if let Some(d) = &opts.description {
-                release.description = d.clone();
-            }
-
-            let mut rec = current.value.clone();
-            rec.latest_release = release.id.clone();
-            let app_key = repo::app_key(app);
-            let resp = self
-                .repo
-                .store()
-                .txn(Txn {
-                    compare: vec![Compare::ModRevision(app_key.clone(), current.mod_revision)],
-                    success: vec![
-                        Op::Put(repo::release_key(app, &release.id), repo::encode(&release)),
-                        Op::Put(app_key, repo::encode(&rec)),
-                    ],
-                    failure: vec![],
-                })
-                .await?;
-            if resp.succeeded {
-                tracing::info!(target: "audit", app, release = %release.id, description = %release.description, "release created");
-                return Ok(release);
-            }
+                .map(|p| p.manifest.clone())
+                .unwrap_or_default(),
+            description: parent
+                .as_ref()
+                .map(|p| p.description.clone())
+                .unwrap_or_default(),
+            created: Utc::now(),
+        };
+        if let Some(b) = build {
+            release.build = b.id.clone();
+            release.manifest = b.manifest.clone();
+            release.description = b.description.clone();
         }
-        Err(Error::Conflict(format!(
-            "app {app} is being changed by other requests; try again"
-        )))
+        if let Some(env) = env {
+            release.env = env.render();
+            release.description = env_diff(&parent_env, env);
+        }
+        if let Some(d) = &opts.description {
+            release.description = d.clone();
+        }
+        Ok(release)
     }
 }
 

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use dray_plugins::types::DataOpKind;
+use dray_sdk::ResourceStatus;
 
 use super::{Controllers, Error};
 use crate::app::{Declared, ParsedRelease};
@@ -22,6 +23,8 @@ impl From<ResourceError> for Error {
             ResourceError::NotReady(_) => Error::Conflict(m),
             ResourceError::Invalid(_) | ResourceError::Unavailable(_) => Error::Unprocessable(m),
             ResourceError::Runtime(r) if r.is_not_found() => Error::NotFound(m),
+            // A conflict stays a 409, a corrupt record keeps its hint.
+            ResourceError::Repo(e) => e.into(),
             _ => Error::Internal(m),
         }
     }
@@ -45,9 +48,9 @@ fn wire(d: &Declared, rec: Option<&ResourceRecord>, links: Vec<String>) -> dray_
             name: d.name.clone(),
             kind: d.kind.clone(),
             status: if d.override_url.is_some() {
-                "overridden".into()
+                ResourceStatus::Overridden
             } else {
-                "pending".into()
+                ResourceStatus::Pending
             },
             url: d.override_url.clone().unwrap_or_default(),
             links,
@@ -57,7 +60,7 @@ fn wire(d: &Declared, rec: Option<&ResourceRecord>, links: Vec<String>) -> dray_
     dray_sdk::Resource {
         name: rec.name.clone(),
         kind: rec.kind.clone(),
-        status: rec.status.clone(),
+        status: rec.status,
         url: rec
             .outputs
             .iter()

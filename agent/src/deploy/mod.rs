@@ -233,9 +233,11 @@ impl Deployer {
     /// Plan one app and carry the plan out; returns when to plan it again by itself.
     async fn plan_app(&self, app: &str) -> Result<Option<DateTime<Utc>>, DeployError> {
         let instance = self.config.instance.clone();
-        let (assignments, _) = self.repo.assignments(None).await?;
-        let assignments: Vec<Assignment> =
-            assignments.into_iter().filter(|a| a.app == app).collect();
+        // This app's assignments on every instance (one instance on a single-node rack).
+        let mut assignments: Vec<Assignment> = Vec::new();
+        for i in std::slice::from_ref(&instance) {
+            assignments.extend(self.repo.app_assignments(i, app).await?);
+        }
         let Some(current) = self.repo.app(app).await? else {
             // A deleted app: its assignments go (the nodes stop what ran).
             if !assignments.is_empty() {
@@ -370,7 +372,7 @@ impl Deployer {
                     }
                     r.deploying.clear();
                     r.cancel_requested = false;
-                    r.status = AppStatus::Running.as_str().into();
+                    r.status = AppStatus::Running;
                     changed = true;
                 }
                 if outcome.as_ref().is_none_or(|(_, f)| f.is_none())

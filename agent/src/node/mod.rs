@@ -119,6 +119,8 @@ pub struct Proc {
     plan: Option<Arc<ProcessPlan>>,
     /// Looking up the plan of an adopted process is under way.
     attaching: bool,
+    /// It exited while its start task was still recording the start.
+    exited_while_starting: Option<u32>,
 }
 
 impl Proc {
@@ -481,6 +483,7 @@ impl Node {
             probes: Vec::new(),
             plan: None,
             attaching: false,
+            exited_while_starting: None,
         })
     }
 
@@ -671,7 +674,11 @@ impl Node {
                     continue;
                 }
                 if !assigned.contains_key(&p.container) {
-                    stops.push((p.container.clone(), p.grace));
+                    // One being started is stopped by its start task once it runs (stopping it
+                    // now could race the create and leave a container behind).
+                    if !p.starting {
+                        stops.push((p.container.clone(), p.grace));
+                    }
                     continue;
                 }
                 if matches!(p.status, ProcessStatus::Crashed | ProcessStatus::Pending)
@@ -814,8 +821,12 @@ impl Node {
             let Some(p) = procs.get_mut(container) else {
                 return;
             };
+            if p.starting {
+                // Its start task is between `run` and recording it: it handles the exit.
+                p.exited_while_starting = Some(code);
+                return;
+            }
             if p.status == ProcessStatus::Stopping
-                || p.starting
                 || !matches!(
                     p.status,
                     ProcessStatus::Running | ProcessStatus::Starting | ProcessStatus::Unhealthy
@@ -996,6 +1007,7 @@ impl Node {
             let mut procs = self.procs();
             if let Some(p) = procs.get_mut(&container) {
                 p.starting = false;
+                p.exited_while_starting = None;
                 p.status = ProcessStatus::Crashed;
                 let now = Instant::now();
                 let delay = p
@@ -1089,10 +1101,12 @@ impl Node {
                     .start_latency
                     .observe(&[], t0.elapsed().as_secs_f64());
                 let mut stop_now = None;
+                let mut exited = None;
                 {
                     let mut procs = self.procs();
                     if let Some(q) = procs.get_mut(container) {
                         q.starting = false;
+                        exited = q.exited_while_starting.take();
                         q.started = started;
                         q.started_at = Instant::now();
                         q.restart_at = None;
@@ -1129,6 +1143,8 @@ impl Node {
                 );
                 if let Some(grace) = stop_now {
                     self.stop(container, grace);
+                } else if let Some(code) = exited {
+                    self.on_exit(container, code).await;
                 }
                 Ok(())
             }
@@ -1335,6 +1351,7 @@ fn pending_proc(container: &str, a: &Assignment) -> Proc {
         probes: Vec::new(),
         plan: None,
         attaching: false,
+        exited_while_starting: None,
     }
 }
 
@@ -1431,6 +1448,7 @@ impl Node {
             probes: Vec::new(),
             plan: Some(plan.clone()),
             attaching: false,
+            exited_while_starting: None,
         };
         self.procs().insert(container.clone(), proc);
         let t0 = Instant::now();

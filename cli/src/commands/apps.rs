@@ -55,7 +55,7 @@ pub async fn run(g: &Globals, args: AppsArgs) -> anyhow::Result<()> {
             }
             let rows: Vec<Vec<String>> = apps
                 .into_iter()
-                .map(|a| vec![a.name, a.status, a.release])
+                .map(|a| vec![a.name, a.status.to_string(), a.release])
                 .collect();
             print!("{}", output::table(&["APP", "STATUS", "RELEASE"], &rows));
         }
@@ -79,7 +79,7 @@ pub async fn run(g: &Globals, args: AppsArgs) -> anyhow::Result<()> {
                 "{}",
                 output::info(&[
                     ("Name", app.name),
-                    ("Status", app.status),
+                    ("Status", app.status.to_string()),
                     ("Locked", app.locked.to_string()),
                     ("Release", app.release),
                     ("Router", app.router),

@@ -38,7 +38,7 @@ pub async fn ps(g: &Globals, args: PsArgs) -> anyhow::Result<()> {
                     vec![
                         p.id,
                         p.service,
-                        p.status,
+                        p.status.to_string(),
                         p.release,
                         output::ago(p.started),
                         p.command,
@@ -68,7 +68,7 @@ pub async fn ps(g: &Globals, args: PsArgs) -> anyhow::Result<()> {
                     ("Release", p.release),
                     ("Service", p.service),
                     ("Started", output::ago(p.started)),
-                    ("Status", p.status),
+                    ("Status", p.status.to_string()),
                     ("Ports", p.ports.join(", ")),
                     ("Restarts", p.restarts.to_string()),
                     (

@@ -173,7 +173,7 @@ pub async fn promote(
         if a.deploying == id {
             view.show(&a.progress);
         }
-        if a.status == "running" {
+        if a.status == dray_sdk::AppStatus::Running {
             view.finish(&a.progress);
             if a.release == id {
                 if g.json {

@@ -63,7 +63,7 @@ pub async fn run(g: &Globals, args: ResourcesArgs) -> anyhow::Result<i32> {
                         r.name.clone(),
                         r.kind.clone(),
                         r.url.clone(),
-                        r.status.clone(),
+                        r.status.to_string(),
                     ]
                 })
                 .collect();
@@ -81,7 +81,7 @@ pub async fn run(g: &Globals, args: ResourcesArgs) -> anyhow::Result<i32> {
             let mut pairs = vec![
                 ("Name", r.name.clone()),
                 ("Type", r.kind.clone()),
-                ("Status", r.status.clone()),
+                ("Status", r.status.to_string()),
                 ("URL", r.url.clone()),
             ];
             if !r.reason.is_empty() {
