@@ -43,7 +43,7 @@ use dray_plugins::types::{
     ObjectState, ObservedObject, Probe, Realized, ResourcePlan, ResourceSpec,
 };
 use dray_plugins::ResourcePluginHandle;
-use dray_runtime::{ContainerInfo, ContainerSpec, ExecSpec, Mount, Runtime, TaskStatus};
+use dray_runtime::{ContainerInfo, ExecSpec, Mount, Runtime, TaskStatus};
 use dray_sdk::ResourceStatus;
 use dray_store::Revision;
 use rand::Rng;
@@ -1041,7 +1041,20 @@ impl Resources {
         id: &str,
         hash: &str,
     ) -> Result<(), String> {
-        let mut spec = ContainerSpec::new(id, c.image.clone());
+        let log_dir = crate::logs::process_dir(
+            &self.config,
+            &d.app,
+            &format!("resource.{}.{}", d.name, c.name),
+        );
+        let mut spec = crate::node::base_spec(
+            &self.config,
+            &self.logger_path,
+            id,
+            &c.image,
+            &d.app,
+            labels::TYPE_RESOURCE,
+            &log_dir,
+        );
         spec.entrypoint = c.entrypoint.clone();
         spec.args = c.command.clone();
         spec.env = c
@@ -1051,8 +1064,6 @@ impl Resources {
             .collect();
         spec.memory_mb = c.memory_mb.map(u64::from);
         spec.cpu_millicores = c.cpu_shares.map(|s| u64::from(s) * 1000 / 1024);
-        spec.pids_limit = Some(self.config.pids_limit);
-        spec.host_network = true;
         for v in &c.volumes {
             let dir = volume_dir(&self.config, &d.app, &d.name, &v.name);
             std::fs::create_dir_all(&dir)
@@ -1063,22 +1074,11 @@ impl Resources {
                 read_only: false,
             });
         }
-        let log_dir = crate::logs::process_dir(
-            &self.config,
-            &d.app,
-            &format!("resource.{}.{}", d.name, c.name),
-        );
-        spec.log = crate::node::logger_for(&self.config, &self.logger_path, &log_dir);
         let l = &mut spec.labels;
-        l.insert(labels::APP.into(), d.app.clone());
-        l.insert(labels::TYPE.into(), labels::TYPE_RESOURCE.into());
         l.insert(labels::RESOURCE.into(), d.name.clone());
         l.insert(labels::OBJECT.into(), c.name.clone());
         l.insert(labels::HASH.into(), hash.to_string());
         l.insert(labels::PORT.into(), rec.port.to_string());
-        if !self.config.rack_id.is_empty() {
-            l.insert(labels::RACK.into(), self.config.rack_id.clone());
-        }
         let restarted = {
             let live = self.live();
             if let Some((retry_at, why)) = live.get(id).and_then(|l| l.start_error.as_ref()) {

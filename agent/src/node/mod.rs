@@ -48,8 +48,8 @@ use ports::PortAllocator;
 use probe::{ProbeKind, ProbeResult};
 
 pub use spec::{
-    container_spec, link_resources, links_state, liveness, logger_for, plan_release, readiness,
-    release_manifest, HealthPlan, LinkError, ProcessPlan,
+    base_spec, container_spec, link_resources, links_state, liveness, logger_for, plan_release,
+    readiness, release_manifest, HealthPlan, LinkError, ProcessPlan,
 };
 
 /// Container labels (the agent's only memory of a container across restarts).

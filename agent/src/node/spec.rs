@@ -288,7 +288,16 @@ pub fn container_spec(
     started: DateTime<Utc>,
     logger: &Path,
 ) -> ContainerSpec {
-    let mut spec = ContainerSpec::new(container, plan.image.clone());
+    let dir = crate::logs::process_dir(config, &plan.app, id);
+    let mut spec = base_spec(
+        config,
+        logger,
+        container,
+        &plan.image,
+        &plan.app,
+        kind.as_str(),
+        &dir,
+    );
     spec.args = plan.args.clone();
     let mut env = plan.env.clone();
     if let Some(p) = port {
@@ -297,27 +306,44 @@ pub fn container_spec(
     spec.env = env.into_iter().collect();
     spec.cpu_millicores = (plan.cpu > 0).then_some(plan.cpu);
     spec.memory_mb = (plan.memory > 0).then_some(plan.memory);
-    spec.pids_limit = Some(config.pids_limit);
     spec.privileged = plan.privileged;
-    spec.host_network = true;
-    let dir = crate::logs::process_dir(config, &plan.app, id);
-    spec.log = logger_for(config, logger, &dir);
     let l = &mut spec.labels;
-    l.insert(labels::APP.into(), plan.app.clone());
     l.insert(labels::SERVICE.into(), plan.service.clone());
     l.insert(labels::RELEASE.into(), plan.release.clone());
     l.insert(labels::PROCESS.into(), id.to_string());
-    l.insert(labels::TYPE.into(), kind.as_str().into());
     l.insert(labels::GRACE.into(), plan.grace.as_secs().to_string());
-    if !config.rack_id.is_empty() {
-        l.insert(labels::RACK.into(), config.rack_id.clone());
-    }
     l.insert(labels::COMMAND.into(), plan.command_line());
     l.insert(labels::CPU.into(), plan.cpu.to_string());
     l.insert(labels::MEMORY.into(), plan.memory.to_string());
     l.insert(labels::STARTED.into(), started.to_rfc3339());
     if let Some(p) = port {
         l.insert(labels::PORT.into(), p.to_string());
+    }
+    spec
+}
+
+/// What every container of this instance starts from (service and one-off processes, resource
+/// containers): the image, the pids limit, host networking, the rack, app and type labels, and
+/// the `binary://` logger writing into `log_dir`. Callers add their command, env, limits, mounts
+/// and labels.
+pub fn base_spec(
+    config: &Config,
+    logger: &Path,
+    container: &str,
+    image: &str,
+    app: &str,
+    kind: &str,
+    log_dir: &Path,
+) -> ContainerSpec {
+    let mut spec = ContainerSpec::new(container, image.to_string());
+    spec.pids_limit = Some(config.pids_limit);
+    spec.host_network = true;
+    spec.log = logger_for(config, logger, log_dir);
+    let l = &mut spec.labels;
+    l.insert(labels::APP.into(), app.to_string());
+    l.insert(labels::TYPE.into(), kind.to_string());
+    if !config.rack_id.is_empty() {
+        l.insert(labels::RACK.into(), config.rack_id.clone());
     }
     spec
 }
