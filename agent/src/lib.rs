@@ -8,6 +8,7 @@
 //! ARCHITECTURE.md at the repository root for the bird's-eye view.
 
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod controllers;
 pub mod deploy;
@@ -126,6 +127,10 @@ impl Agent {
         let registry = metrics::Registry::default();
         let store: Arc<dyn Store> = Arc::new(store_metrics::CountingStore::new(store, &registry));
         let repo = repo::Repo::new(store.clone());
+        // The controllers own the cache of parsed releases; the resources reconciler reads
+        // through the same one, so each release's manifest is parsed once per agent.
+        let controllers = controllers::Controllers::new(store.clone(), config.clone());
+        let releases = controllers.releases_cache().clone();
         let options = node::Options {
             policy: node::backoff::BackoffPolicy {
                 initial: config.crash_backoff,
@@ -153,7 +158,7 @@ impl Agent {
         // taken before any process starts.
         let resources = resources::Resources::new(
             runtime,
-            repo.clone(),
+            releases,
             Arc::new(config.clone()),
             plugins.clone(),
             node.clone(),
@@ -168,7 +173,7 @@ impl Agent {
         let deployer = deploy::Deployer::new(repo, Arc::new(config.clone()));
         tokio::spawn(deployer.clone().run());
         tokio::spawn(resources.clone().run());
-        let controllers = controllers::Controllers::new(store, config.clone())
+        let controllers = controllers
             .with_node(node)
             .with_plugins(plugins)
             .with_resources(resources);

@@ -50,10 +50,11 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
+use crate::app::ReleaseCache;
 use crate::config::Config;
 use crate::node::backoff::{Backoff, BackoffPolicy};
 use crate::node::ports::PortAllocator;
-use crate::node::{release_manifest, Node};
+use crate::node::Node;
 use crate::plugins::PluginSlot;
 use crate::repo::{
     AppRecord, Repo, RepoError, ResourceObject, ResourceOutput, ResourceRecord, Update, Versioned,
@@ -233,17 +234,8 @@ async fn keep_new_port(
     Err(failed)
 }
 
-/// A resource as one release's manifest declares it.
-#[derive(Clone, Debug)]
-pub struct Declared {
-    pub app: String,
-    pub name: String,
-    pub kind: String,
-    pub image: Option<String>,
-    pub options: Vec<(String, String)>,
-    /// The `<NAME>_URL` the app's env sets, which replaces the resource.
-    pub override_url: Option<String>,
-}
+/// A resource as one release's manifest declares it (parsed once, in [`crate::app`]).
+pub use crate::app::Declared;
 
 /// The resource reconciler, shared by the API and its own loop.
 pub struct Resources {
@@ -252,6 +244,8 @@ pub struct Resources {
     config: Arc<Config>,
     plugins: PluginSlot,
     node: Arc<Node>,
+    /// Releases parsed once (the controllers' cache: the same `Arc`s).
+    releases: ReleaseCache,
     logger_path: PathBuf,
     policy: BackoffPolicy,
     wake: Notify,
@@ -263,9 +257,11 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// The reconciler. It reads releases through `releases` (the agent's one cache, so a
+    /// manifest is parsed once) and reads and writes resource records through its repo.
     pub fn new(
         runtime: Runtime,
-        repo: Repo,
+        releases: ReleaseCache,
         config: Arc<Config>,
         plugins: PluginSlot,
         node: Arc<Node>,
@@ -277,10 +273,11 @@ impl Resources {
             probe_tx,
             probe_rx: Mutex::new(Some(probe_rx)),
             runtime,
-            repo,
+            repo: releases.repo().clone(),
             config,
             plugins,
             node,
+            releases,
             logger_path,
             policy,
             wake: Notify::new(),
@@ -540,12 +537,12 @@ impl Resources {
             if id.is_empty() {
                 continue;
             }
-            let release = match self.repo.release(&app.name, id).await {
+            let release = match self.releases.get(&app.name, id).await {
                 Ok(Some(r)) => r,
                 _ => return None,
             };
-            for d in declared_in(&release).ok()? {
-                out.insert(d.name.clone(), d);
+            for d in release.declared().ok()? {
+                out.insert(d.name.clone(), d.clone());
             }
         }
         Some(out)
@@ -1502,28 +1499,6 @@ impl Resources {
             },
         ))
     }
-}
-
-/// The resources a release's manifest declares, in manifest order.
-pub fn declared_in(release: &dray_sdk::Release) -> Result<Vec<Declared>, dray_manifest::Errors> {
-    let manifest = release_manifest(release)?;
-    let env = dray_sdk::Environment::parse(&release.env).0;
-    Ok(manifest
-        .resources
-        .iter()
-        .map(|(name, r)| Declared {
-            app: release.app.clone(),
-            name: name.clone(),
-            kind: r.kind.trim().to_string(),
-            image: r.image.clone().filter(|i| !i.trim().is_empty()),
-            options: r
-                .options
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            override_url: env.get(&format!("{}_URL", r.env_prefix())).cloned(),
-        })
-        .collect())
 }
 
 /// The endpoints of a record's realized objects.

@@ -72,20 +72,13 @@ impl Controllers {
         if id.is_empty() {
             return String::new();
         }
-        let Ok(Some(release)) = self.repo.release(&rec.name, id).await else {
+        // Parsed once per release (`crate::app::ReleaseCache`): this runs on every app read.
+        let Ok(Some(release)) = self.releases.get(&rec.name, id).await else {
             return String::new();
         };
-        if release.manifest.is_empty() {
-            return String::new();
-        }
-        let Ok(manifest) = crate::node::release_manifest(&release) else {
-            return String::new();
-        };
-        manifest
-            .services
-            .iter()
-            .find(|(_, svc)| svc.is_routable())
-            .map(|(name, _)| format!("{name}.{}.{}", rec.name, self.config.domain))
+        release
+            .router_service()
+            .map(|name| format!("{name}.{}.{}", rec.name, self.config.domain))
             .unwrap_or_default()
     }
 
@@ -218,6 +211,7 @@ impl Controllers {
                 },
             )
             .await?;
+        self.releases.forget_app(name);
         if let Err(e) = self.objects.delete_app(name).await {
             tracing::warn!(app = name, error = %e, "cannot remove the app's objects");
         }

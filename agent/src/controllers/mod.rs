@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use dray_store::Store;
 
+use crate::app::ReleaseCache;
 use crate::config::Config;
 use crate::repo::{Repo, RepoError, UpdateError};
 
@@ -81,6 +82,9 @@ impl From<dray_store::StoreError> for Error {
 #[derive(Clone)]
 pub struct Controllers {
     repo: Repo,
+    /// Releases parsed once, shared with the resources reconciler (and, later, the node and the
+    /// deployer).
+    releases: ReleaseCache,
     config: Arc<Config>,
     app_locks: AppLocks,
     objects: crate::objects::Objects,
@@ -113,8 +117,10 @@ impl AppLocks {
 
 impl Controllers {
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+        let repo = Repo::new(store);
         Controllers {
-            repo: Repo::new(store),
+            releases: ReleaseCache::new(repo.clone()),
+            repo,
             objects: crate::objects::Objects::new(config.data_dir.join("objects")),
             config: Arc::new(config),
             app_locks: AppLocks::default(),
@@ -124,6 +130,12 @@ impl Controllers {
             ),
             resources: None,
         }
+    }
+
+    /// The cache of parsed releases these controllers read through (hand the same one to the
+    /// resources reconciler, the node and the deployer, so each release is parsed once per agent).
+    pub fn releases_cache(&self) -> &ReleaseCache {
+        &self.releases
     }
 
     /// Attach the resource reconciler.

@@ -57,20 +57,26 @@ impl Controllers {
     /// `updating` until then).
     pub async fn promote(&self, app: &str, id: &str, opts: PromoteOptions) -> Result<(), Error> {
         self.node()?;
-        let release = self.release(app, id).await?;
+        self.app_record(app).await?;
+        let parsed = self
+            .releases
+            .get(app, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("release not found: {id}")))?;
+        let release = &parsed.release;
         if release.manifest.trim().is_empty() {
             return Err(Error::BadRequest(
                 "can not promote a release with an empty manifest: create a build first (dray builds import-image)".into(),
             ));
         }
-        let env = dray_sdk::Environment::parse(&release.env).0;
-        if let Err(errors) = dray_manifest::load("convox.yml", &release.manifest, &env) {
+        // The strict load (required env is an error here), unlike the cached parse.
+        if let Err(errors) = dray_manifest::load("convox.yml", &release.manifest, &parsed.env) {
             return Err(Error::Unprocessable(format!(
                 "release {id} cannot run: {}",
                 errors.to_string().trim().replace('\n', "; ")
             )));
         }
-        self.check_resources(&release).await?;
+        self.check_resources(&parsed).await?;
         if let Some(r) = &self.resources {
             r.retry_failed(app).await?;
         }
@@ -184,8 +190,13 @@ impl Controllers {
         } else {
             rec.release.clone()
         };
-        let release = self.release(app, &id).await?;
-        let manifest = crate::node::release_manifest(&release)
+        let release = self
+            .releases
+            .get(app, &id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("release not found: {id}")))?;
+        let manifest = release
+            .manifest()
             .map_err(|e| Error::Internal(format!("the active release's manifest: {e}")))?;
         let scale = self.repo.scale(app).await?;
         let endpoints = self.endpoints(app).await?;
@@ -308,8 +319,13 @@ impl Controllers {
         if rec.release.is_empty() {
             return Ok(false);
         }
-        let release = self.release(app, &rec.release).await?;
-        Ok(crate::node::release_manifest(&release)
+        let release = self
+            .releases
+            .get(app, &rec.release)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("release not found: {}", rec.release)))?;
+        Ok(release
+            .manifest()
             .ok()
             .and_then(|m| m.services.get(service).map(|s| s.agent))
             .unwrap_or(false))

@@ -209,12 +209,22 @@ mod tests {
         assert_eq!(r.env, "A=1", "the env is forked from the newest release");
         assert_ne!(r.id, first.id);
         assert_eq!(c.app("myapp").await.unwrap().router, "web.myapp.localhost");
+        // Later reads share the parse of the release's manifest.
+        let loads = c.releases_cache().loads();
+        for _ in 0..5 {
+            assert_eq!(c.app("myapp").await.unwrap().router, "web.myapp.localhost");
+        }
+        assert_eq!(c.releases_cache().loads(), loads);
         // Newest first.
         let list = c.releases("myapp", None).await.unwrap();
         assert_eq!(list[0].id, r.id);
         assert_eq!(list[1].id, first.id);
         // Deleting the app removes its builds and releases too.
         c.app_delete("myapp").await.unwrap();
+        assert!(
+            c.releases_cache().is_empty(),
+            "the app's parsed releases are forgotten"
+        );
         assert!(c.repo.releases("myapp").await.unwrap().is_empty());
         assert!(c.repo.builds("myapp").await.unwrap().is_empty());
     }

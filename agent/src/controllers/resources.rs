@@ -5,12 +5,15 @@
 //! Carrying plans out is [`crate::resources`]'s job; this module never creates or removes
 //! objects.
 
+use std::sync::Arc;
+
 use dray_plugins::types::DataOpKind;
 use dray_sdk::ResourceStatus;
 
 use super::{Controllers, Error};
+use crate::app::{Declared, ParsedRelease};
 use crate::repo::ResourceRecord;
-use crate::resources::{declared_in, Declared, ResourceError};
+use crate::resources::ResourceError;
 
 impl From<ResourceError> for Error {
     fn from(e: ResourceError) -> Self {
@@ -88,7 +91,7 @@ impl Controllers {
     /// The releases whose manifests resource requests read, as the reconciler does: the active
     /// one and the one being deployed (which wins for a name both declare); with neither, the
     /// newest (so a resource can be planned before its first promote).
-    async fn resource_releases(&self, app: &str) -> Result<Vec<dray_sdk::Release>, Error> {
+    async fn resource_releases(&self, app: &str) -> Result<Vec<Arc<ParsedRelease>>, Error> {
         let rec = self.app_record(app).await?.value;
         let mut ids: Vec<&String> = [&rec.release, &rec.deploying]
             .into_iter()
@@ -99,7 +102,7 @@ impl Controllers {
         }
         let mut out = Vec::new();
         for id in ids {
-            if let Some(r) = self.repo.release(app, id).await? {
+            if let Some(r) = self.releases.get(app, id).await? {
                 out.push(r);
             }
         }
@@ -110,11 +113,13 @@ impl Controllers {
     async fn declared(&self, app: &str) -> Result<Vec<(Declared, Vec<String>)>, Error> {
         let mut out: Vec<(Declared, Vec<String>)> = Vec::new();
         for release in self.resource_releases(app).await? {
-            let manifest = crate::node::release_manifest(&release)
+            let manifest = release
+                .manifest()
                 .map_err(|e| Error::Unprocessable(e.to_string()))?;
-            let declared =
-                declared_in(&release).map_err(|e| Error::Unprocessable(e.to_string()))?;
-            for d in declared {
+            for d in release
+                .declared()
+                .map_err(|e| Error::Unprocessable(e.to_string()))?
+            {
                 let links = manifest
                     .services
                     .iter()
@@ -126,8 +131,8 @@ impl Controllers {
                     })
                     .collect();
                 match out.iter_mut().find(|(x, _)| x.name == d.name) {
-                    Some(slot) => *slot = (d, links),
-                    None => out.push((d, links)),
+                    Some(slot) => *slot = (d.clone(), links),
+                    None => out.push((d.clone(), links)),
                 }
             }
         }
@@ -194,8 +199,10 @@ impl Controllers {
 
     /// Check a release's resources before it is promoted: each type has a plugin and the
     /// plugin accepts the spec.
-    pub(super) async fn check_resources(&self, release: &dray_sdk::Release) -> Result<(), Error> {
-        let declared = declared_in(release).map_err(|e| Error::Unprocessable(e.to_string()))?;
+    pub(super) async fn check_resources(&self, release: &ParsedRelease) -> Result<(), Error> {
+        let declared = release
+            .declared()
+            .map_err(|e| Error::Unprocessable(e.to_string()))?;
         if declared.iter().all(|d| d.override_url.is_some()) {
             return Ok(());
         }

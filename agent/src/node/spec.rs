@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use dray_runtime::{ContainerSpec, Log};
 
 use super::{labels, NodeError};
+use crate::app::ParsedRelease;
 use crate::config::Config;
 use crate::repo::{ProcessKind, Repo};
 
@@ -59,23 +60,13 @@ impl ProcessPlan {
     }
 }
 
-/// A release's manifest, interpolated with its env. Missing required env is not an error here
-/// (it is checked when the release is promoted).
-pub fn release_manifest(
-    release: &dray_sdk::Release,
-) -> Result<dray_manifest::Manifest, dray_manifest::Errors> {
-    let env = dray_sdk::Environment::parse(&release.env).0;
-    dray_manifest::load_with(
-        "convox.yml",
-        &release.manifest,
-        &env,
-        &dray_manifest::LoadOptions { require_env: false },
-    )
-    .map(|l| l.manifest)
-}
+/// A release's manifest, interpolated with its env (moved to [`crate::app`], which parses each
+/// release once; re-exported here for the node's callers).
+pub use crate::app::release_manifest;
 
 /// Plans for every service of a release (services with `scale.count` 0 included: they run
-/// nothing until scaled).
+/// nothing until scaled). Reads the release from the store and parses its manifest on every call;
+/// [`plan_parsed`] takes a release parsed once, from a [`crate::app::ReleaseCache`].
 pub async fn plan_release(
     repo: &Repo,
     config: &Config,
@@ -86,13 +77,28 @@ pub async fn plan_release(
         .release(app, release_id)
         .await?
         .ok_or_else(|| NodeError::Plan(format!("release not found: {release_id}")))?;
+    plan_parsed(repo, config, app, &ParsedRelease::parse(release)).await
+}
+
+/// Plans for every service of a parsed release (`cache.get(app, id)` of the agent's
+/// [`crate::app::ReleaseCache`] gives one without parsing again).
+pub async fn plan_parsed(
+    repo: &Repo,
+    config: &Config,
+    app: &str,
+    parsed: &ParsedRelease,
+) -> Result<Vec<Arc<ProcessPlan>>, NodeError> {
+    let release = &parsed.release;
+    let release_id = release.id.as_str();
     let build = if release.build.is_empty() {
         None
     } else {
         repo.build(app, &release.build).await?
     };
-    let env = dray_sdk::Environment::parse(&release.env).0;
-    let m = release_manifest(&release).map_err(|e| NodeError::Plan(e.to_string()))?;
+    let env = &parsed.env;
+    let m = parsed
+        .manifest()
+        .map_err(|e| NodeError::Plan(e.to_string()))?;
     let resources = if m.resources.is_empty() {
         Vec::new()
     } else {
@@ -111,9 +117,9 @@ pub async fn plan_release(
             }
         };
         let mut penv = m
-            .runtime_env(name, &env)
+            .runtime_env(name, env)
             .map_err(|e| NodeError::Plan(format!("service {name}: {e}")))?;
-        link_resources(&mut penv, &env, svc, &resources).map_err(|e| match e {
+        link_resources(&mut penv, env, svc, &resources).map_err(|e| match e {
             LinkError::Waiting(e) => NodeError::Waiting(format!("service {name}: {e}")),
             LinkError::Failed(e) => NodeError::Plan(format!("service {name}: {e}")),
         })?;
