@@ -141,6 +141,7 @@ impl Agent {
         let node = node::Node::new(
             runtime.clone(),
             repo.clone(),
+            releases.clone(),
             Arc::new(config.clone()),
             &registry,
             options.clone(),
@@ -158,7 +159,7 @@ impl Agent {
         // taken before any process starts.
         let resources = resources::Resources::new(
             runtime,
-            releases,
+            releases.clone(),
             Arc::new(config.clone()),
             plugins.clone(),
             node.clone(),
@@ -170,7 +171,7 @@ impl Agent {
         }
         tokio::spawn(node.clone().run());
         tracing::info!(adopted, instance = %config.instance, "node running");
-        let deployer = deploy::Deployer::new(repo, Arc::new(config.clone()));
+        let deployer = deploy::Deployer::new(repo, releases.clone(), Arc::new(config.clone()));
         tokio::spawn(deployer.clone().run());
         tokio::spawn(resources.clone().run());
         let controllers = controllers

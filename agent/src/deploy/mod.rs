@@ -41,6 +41,8 @@ pub enum DeployError {
 /// The planner's loop, shared by the API (nothing but [`Deployer::wake`]) and its own task.
 pub struct Deployer {
     repo: Repo,
+    /// Releases parsed once, shared with the API and the node.
+    releases: crate::app::ReleaseCache,
     config: Arc<Config>,
     wake: Notify,
     /// The last "waiting" message said per deployment (said once, not on every pass).
@@ -62,9 +64,14 @@ fn app_of(key: &str) -> Option<&str> {
 }
 
 impl Deployer {
-    pub fn new(repo: Repo, config: Arc<Config>) -> Arc<Deployer> {
+    pub fn new(
+        repo: Repo,
+        releases: crate::app::ReleaseCache,
+        config: Arc<Config>,
+    ) -> Arc<Deployer> {
         Arc::new(Deployer {
             repo,
+            releases,
             config,
             wake: Notify::new(),
             said: Mutex::new(HashMap::new()),
@@ -181,12 +188,13 @@ impl Deployer {
             services: Err(e),
             links: Links::Ready,
         };
-        let Some(release) = self.repo.release(app, release_id).await? else {
+        let Some(parsed) = self.releases.get(app, release_id).await? else {
             return Ok(fail(format!("release not found: {release_id}")));
         };
-        let manifest = match crate::node::release_manifest(&release) {
+        let release = &parsed.release;
+        let manifest = match parsed.manifest() {
             Ok(m) => m,
-            Err(e) => return Ok(fail(e.to_string().trim().replace('\n', "; "))),
+            Err(e) => return Ok(fail(e.trim().replace('\n', "; "))),
         };
         let build = if release.build.is_empty() {
             None
@@ -220,8 +228,11 @@ impl Deployer {
             if resources.is_none() {
                 *resources = Some(self.repo.resources(Some(app)).await?);
             }
-            let env = dray_sdk::Environment::parse(&release.env).0;
-            crate::node::links_state(&manifest, &env, resources.as_deref().unwrap_or_default())
+            crate::node::links_state(
+                manifest,
+                &parsed.env,
+                resources.as_deref().unwrap_or_default(),
+            )
         };
         Ok(Target {
             release: release_id.to_string(),

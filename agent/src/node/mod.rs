@@ -48,7 +48,7 @@ use ports::PortAllocator;
 use probe::{ProbeKind, ProbeResult};
 
 pub use spec::{
-    base_spec, container_spec, link_resources, links_state, liveness, logger_for, plan_release,
+    base_spec, container_spec, link_resources, links_state, liveness, logger_for, plan_parsed,
     readiness, release_manifest, HealthPlan, LinkError, ProcessPlan,
 };
 
@@ -240,6 +240,8 @@ pub fn process_id(service: &str) -> String {
 pub struct Node {
     runtime: Runtime,
     repo: Repo,
+    /// Releases parsed once, shared with the API and the planner.
+    releases: crate::app::ReleaseCache,
     config: Arc<Config>,
     ports: PortAllocator,
     procs: Mutex<BTreeMap<String, Proc>>,
@@ -264,6 +266,7 @@ impl Node {
     pub fn new(
         runtime: Runtime,
         repo: Repo,
+        releases: crate::app::ReleaseCache,
         config: Arc<Config>,
         registry: &Registry,
         options: Options,
@@ -272,6 +275,7 @@ impl Node {
         Arc::new_cyclic(|weak| Node {
             runtime,
             repo,
+            releases,
             ports: PortAllocator::new(config.port_range.0..=config.port_range.1),
             config,
             procs: Mutex::new(BTreeMap::new()),
@@ -364,6 +368,16 @@ impl Node {
     /// One process of an app.
     pub fn process(&self, app: &str, id: &str) -> Option<Proc> {
         self.procs().get(&container_id(app, id)).cloned()
+    }
+
+    /// The process plans of a release, from the parsed-once release.
+    async fn plans(&self, app: &str, release: &str) -> Result<Vec<Arc<ProcessPlan>>, NodeError> {
+        let parsed = self
+            .releases
+            .get(app, release)
+            .await?
+            .ok_or_else(|| NodeError::Plan(format!("release not found: {release}")))?;
+        spec::plan_parsed(&self.repo, &self.config, app, &parsed).await
     }
 
     /// Whether a container is ours: labelled with this rack's id, or made before racks had ids.
@@ -731,7 +745,7 @@ impl Node {
         else {
             return;
         };
-        let plan = match plan_release(&self.repo, &self.config, &app, &release).await {
+        let plan = match self.plans(&app, &release).await {
             Ok(plans) => plans.into_iter().find(|p| p.service == service),
             Err(e) => {
                 tracing::debug!(%container, error = %e, "no plan for an adopted process");
@@ -1026,9 +1040,7 @@ impl Node {
             return Ok(());
         };
         let fail = |e: NodeError| (p.app.clone(), p.service.clone(), e);
-        let plans = plan_release(&self.repo, &self.config, &p.app, &p.release)
-            .await
-            .map_err(fail)?;
+        let plans = self.plans(&p.app, &p.release).await.map_err(fail)?;
         let base = plans
             .iter()
             .find(|pl| pl.service == p.service)
@@ -1385,7 +1397,7 @@ impl Node {
                 req.app
             )));
         }
-        let plans = plan_release(&self.repo, &self.config, &req.app, &release).await?;
+        let plans = self.plans(&req.app, &release).await?;
         let base = plans
             .iter()
             .find(|p| p.service == req.service)

@@ -64,24 +64,9 @@ impl ProcessPlan {
 /// release once; re-exported here for the node's callers).
 pub use crate::app::release_manifest;
 
-/// Plans for every service of a release (services with `scale.count` 0 included: they run
-/// nothing until scaled). Reads the release from the store and parses its manifest on every call;
-/// [`plan_parsed`] takes a release parsed once, from a [`crate::app::ReleaseCache`].
-pub async fn plan_release(
-    repo: &Repo,
-    config: &Config,
-    app: &str,
-    release_id: &str,
-) -> Result<Vec<Arc<ProcessPlan>>, NodeError> {
-    let release = repo
-        .release(app, release_id)
-        .await?
-        .ok_or_else(|| NodeError::Plan(format!("release not found: {release_id}")))?;
-    plan_parsed(repo, config, app, &ParsedRelease::parse(release)).await
-}
-
-/// Plans for every service of a parsed release (`cache.get(app, id)` of the agent's
-/// [`crate::app::ReleaseCache`] gives one without parsing again).
+/// Plans for every service of a release, parsed once (`cache.get(app, id)` of the agent's
+/// [`crate::app::ReleaseCache`]); services with `scale.count` 0 included: they run nothing until
+/// scaled.
 pub async fn plan_parsed(
     repo: &Repo,
     config: &Config,
