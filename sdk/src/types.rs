@@ -518,6 +518,9 @@ wire_enum! {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceProgress {
     pub service: String,
+    /// The release these counts are of (the one being deployed, or the active one).
+    #[serde(default)]
+    pub release: String,
     /// Processes the service should have.
     pub desired: u32,
     /// Processes of the release being deployed (with the current limits).

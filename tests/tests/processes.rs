@@ -781,3 +781,54 @@ services:
         .iter()
         .all(|e| e.healthy && !e.draining && e.release == r2 && e.port > 0));
 }
+
+/// The store reads counted in `GET /metrics` (every operation).
+async fn store_reads(rack: &Rack) -> f64 {
+    let body = reqwest_get(rack, "/metrics").await;
+    body.lines()
+        .filter(|l| l.starts_with("dray_store_reads_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// An idle rack does no periodic store scans: with a deployed app (a web service with a
+/// health check and a worker) settled, nothing reads the store. Counted, not timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_rack_reads_nothing_from_the_store() {
+    let rack = Rack::start().await;
+    stdout_ok(&rack.dray(&["apps", "create", "calm"]));
+    let release = import(&rack, "calm", WEB_MANIFEST);
+    stdout_ok(&rack.dray(&["releases", "promote", &release, "-a", "calm"]));
+    // Settled: the progress says no old process is left, and the reads stop growing.
+    eventually("the deploy to settle", Duration::from_secs(30), || async {
+        let a = rack.client().app("calm").await.ok()?;
+        a.progress
+            .iter()
+            .all(|p| p.old == 0 && p.healthy == p.desired)
+            .then_some(())
+    })
+    .await;
+    let mut before = store_reads(&rack).await;
+    let mut quiet = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = store_reads(&rack).await;
+        quiet = if now == before { quiet + 1 } else { 0 };
+        before = now;
+        if quiet >= 10 {
+            break;
+        }
+    }
+    assert!(
+        quiet >= 10,
+        "the store kept being read while the rack was idle"
+    );
+    // Three health-check intervals (2 s) later, still nothing (probes never touch the store).
+    let start = store_reads(&rack).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        store_reads(&rack).await,
+        start,
+        "an idle rack read the store"
+    );
+}

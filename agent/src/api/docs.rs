@@ -235,7 +235,7 @@ fn schemas() -> Value {
             "generation": s("string"), "parameters": { "type": "object", "additionalProperties": s("string") },
             "created": time, "deploy-error": s("string"), "deploying": s("string"),
             "progress": { "type": "array", "items": { "type": "object", "properties": {
-                "service": s("string"), "desired": s("integer"), "updated": s("integer"),
+                "service": s("string"), "release": s("string"), "desired": s("integer"), "updated": s("integer"),
                 "healthy": s("integer"), "old": s("integer") } } },
         }},
         "Build": { "type": "object", "required": ["id", "app", "status"], "properties": {

@@ -507,7 +507,8 @@ fn start_deploy(
     next.deploy_started = Utc::now();
     next.deploy_timeout = opts.timeout.unwrap_or(600).clamp(5, 86_400);
     next.cancel_requested = false;
-    next.progress.clear();
+    // The progress of the last deploy stays until the planner writes this one's (each entry
+    // names its release).
     Ok(Update::put(next))
 }
 

@@ -469,6 +469,67 @@ pub fn observe(assignments: &[Assignment], records: &[repo::ProcessRecord]) -> V
 mod tests {
     use super::*;
 
+    fn record(process: &str, kind: ProcessKind, status: ProcessStatus) -> repo::ProcessRecord {
+        repo::ProcessRecord {
+            app: "a".into(),
+            service: "web".into(),
+            release: "R1".into(),
+            process: process.into(),
+            kind,
+            instance: "local".into(),
+            host: "127.0.0.1".into(),
+            status,
+            port: Some(20000),
+            image: String::new(),
+            command: String::new(),
+            cpu: 250,
+            memory: 512,
+            started: Utc::now(),
+            restarts: 0,
+            crashes: 1,
+            exit_code: None,
+        }
+    }
+
+    fn assignment(process: &str) -> Assignment {
+        Assignment {
+            app: "a".into(),
+            service: "web".into(),
+            release: "R1".into(),
+            process: process.into(),
+            instance: "local".into(),
+            cpu: 250,
+            memory: 512,
+            created: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn observed_state_joins_assignments_and_records() {
+        let records = vec![
+            record("web-run", ProcessKind::Service, ProcessStatus::Running),
+            record("web-old", ProcessKind::Service, ProcessStatus::Running),
+            record("web-one", ProcessKind::Process, ProcessStatus::Running),
+            record("web-done", ProcessKind::Process, ProcessStatus::Complete),
+        ];
+        let assignments = vec![assignment("web-run"), assignment("web-new")];
+        let obs = observe(&assignments, &records);
+        let by = |id: &str| obs.iter().find(|o| o.id == id).cloned();
+        // Assigned and reported: as reported.
+        let run = by("web-run").unwrap();
+        assert_eq!(
+            (run.status, run.crashes, run.one_off),
+            (ProcessStatus::Running, 1, false)
+        );
+        // Reported but no longer assigned: its node is draining it.
+        assert_eq!(by("web-old").unwrap().status, ProcessStatus::Stopping);
+        // Assigned, not reported yet: pending.
+        assert_eq!(by("web-new").unwrap().status, ProcessStatus::Pending);
+        // One-offs are passed through as such (the planner ignores them); finished ones are not.
+        assert!(by("web-one").unwrap().one_off);
+        assert!(by("web-done").is_none());
+    }
+
     #[test]
     fn keys_map_to_their_app() {
         assert_eq!(app_of("/dray/apps/shop"), Some("shop"));

@@ -409,6 +409,7 @@ fn plan_service(
 
     out.progress.push(ServiceProgress {
         service: svc.name.clone(),
+        release: target.release.clone(),
         desired: n as u32,
         updated: current.len() as u32,
         healthy: ready_current as u32,

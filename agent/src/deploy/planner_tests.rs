@@ -770,6 +770,7 @@ fn progress_counts_updated_healthy_and_old() {
         plan.progress,
         vec![ServiceProgress {
             service: "web".into(),
+            release: "R2".into(),
             desired: 3,
             updated: 3,
             healthy: 1,

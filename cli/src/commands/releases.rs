@@ -170,11 +170,17 @@ pub async fn promote(
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         let a = client.app(app).await?;
+        let mine: Vec<dray_sdk::ServiceProgress> = a
+            .progress
+            .iter()
+            .filter(|p| p.release == id)
+            .cloned()
+            .collect();
         if a.deploying == id {
-            view.show(&a.progress);
+            view.show(&mine);
         }
         if a.status == dray_sdk::AppStatus::Running {
-            view.finish(&a.progress);
+            view.finish(&mine);
             if a.release == id {
                 if g.json {
                     return output::json(&a);
