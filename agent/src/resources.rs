@@ -386,37 +386,53 @@ impl Resources {
                     true
                 }
             };
-            let idle = if busy {
+            // Without an event stream, exits go unseen: look every second until it is back.
+            let idle = if busy || events.is_none() {
                 Duration::from_secs(1)
             } else {
                 Duration::from_secs(3600)
             };
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(idle) => {}
-                ev = watch.recv() => match ev {
-                    Some(Ok(_)) => {
-                        // Take whatever else is queued: one pass for a burst of writes.
-                        while let Ok(Ok(_)) = watch.try_recv() {}
+            let deadline = tokio::time::Instant::now() + idle;
+            // Wait for something that calls for a pass (events that do not are skipped here,
+            // without one).
+            loop {
+                tokio::select! {
+                    _ = self.wake.notified() => break,
+                    _ = tokio::time::sleep_until(deadline) => {
+                        if events.is_none() {
+                            events = self.runtime.events().await.ok();
+                        }
+                        break;
                     }
-                    _ => watch = self.watch().await,
-                },
-                ev = async {
-                    match events.as_mut() {
-                        Some(rx) => rx.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => match ev {
-                    Some(dray_runtime::TaskEvent::Exited { id, exec_id: None, .. }) if id.contains(".resource.") => {}
-                    Some(_) => continue,
-                    None => {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        events = self.runtime.events().await.ok();
-                    }
-                },
-                Some(r) = probes.recv() => {
-                    if !self.on_probe(r) {
-                        continue;
+                    ev = watch.recv() => match ev {
+                        Some(Ok(_)) => {
+                            // Take whatever else is queued: one pass for a burst of writes.
+                            while let Ok(Ok(_)) = watch.try_recv() {}
+                            break;
+                        }
+                        _ => {
+                            watch = self.watch().await;
+                            break;
+                        }
+                    },
+                    ev = async {
+                        match events.as_mut() {
+                            Some(rx) => rx.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => match ev {
+                        Some(dray_runtime::TaskEvent::Exited { id, exec_id: None, .. })
+                            if id.contains(".resource.") => break,
+                        Some(_) => {}
+                        None => {
+                            events = None;
+                            break;
+                        }
+                    },
+                    Some(r) = probes.recv() => {
+                        if self.on_probe(r) {
+                            break;
+                        }
                     }
                 }
             }

@@ -728,13 +728,17 @@ services:
     let r2 = import(&rack, "roll", &manifest("two"));
     let out = stdout_ok(&rack.dray(&["releases", "promote", &r2, "--force", "-a", "roll"]));
     assert!(out.ends_with("OK (not waiting)\n"), "{out}");
-    // Kill the agent once the new release has processes but before it is done.
+    // Kill the agent once the new release's processes run but before they are ready (their
+    // server starts 2 s after the process). Not in the middle of creating a task: a kill -9
+    // inside containerd's Tasks.Create can leave an orphaned shim behind (a containerd-level
+    // leak), which is not what this test is about.
     eventually(
-        "a first process of the new release",
+        "the new release's processes running, not ready",
         Duration::from_secs(20),
         || async {
             let procs = rack.client().processes("roll", Some("web")).await.ok()?;
-            procs.iter().any(|p| p.release == r2).then_some(())
+            let new: Vec<_> = procs.iter().filter(|p| p.release == r2).collect();
+            (new.len() == 4 && new.iter().all(|p| p.status == "starting")).then_some(())
         },
     )
     .await;
@@ -750,7 +754,13 @@ services:
         },
     )
     .await;
-    assert_eq!(app.release, r2, "{}", app.deploy_error);
+    assert_eq!(
+        app.release,
+        r2,
+        "{}\nagent log:\n{}",
+        app.deploy_error,
+        rack.log()
+    );
     eventually(
         "4 running web processes of the new release",
         Duration::from_secs(30),

@@ -374,6 +374,10 @@ impl Deployer {
                     if r.deploying != *release {
                         return false;
                     }
+                    if failure.is_none() && r.cancel_requested {
+                        // Cancelled since this pass read the app: the next pass rolls back.
+                        return false;
+                    }
                     match failure {
                         None => {
                             r.release = release.clone();

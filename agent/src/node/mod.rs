@@ -119,8 +119,14 @@ pub struct Proc {
     plan: Option<Arc<ProcessPlan>>,
     /// Looking up the plan of an adopted process is under way.
     attaching: bool,
-    /// It exited while its start task was still recording the start.
-    exited_while_starting: Option<u32>,
+    /// The host pid of its task (0: unknown). An exit event of another pid is of an earlier
+    /// task of the same container id (a restart in place removes the old one, whose exit
+    /// arrives after the new one runs) and is ignored.
+    pid: u32,
+    /// It exited (pid, code) while its start task was still recording the start.
+    exited_while_starting: Option<(u32, u32)>,
+    /// A stop asked for while its start task ran (with its grace): the start task stops it.
+    stop_requested: Option<Duration>,
 }
 
 impl Proc {
@@ -247,6 +253,9 @@ pub struct Node {
     procs: Mutex<BTreeMap<String, Proc>>,
     /// This instance's assignments by container id.
     assigned: Mutex<BTreeMap<String, Assignment>>,
+    /// Apps deleted while this node ran: their assignments (deleted by the planner right
+    /// after) start nothing.
+    deleted: Mutex<BTreeSet<String>>,
     wake: Notify,
     policy: BackoffPolicy,
     metrics: Metrics,
@@ -258,6 +267,8 @@ pub struct Node {
     dirty: Mutex<BTreeSet<String>>,
     published: Mutex<HashMap<String, ProcessRecord>>,
     publish: Notify,
+    /// One flush at a time (the publisher's and `run_once`'s), so records are written in order.
+    flushing: tokio::sync::Mutex<()>,
     weak: std::sync::Weak<Node>,
 }
 
@@ -280,6 +291,7 @@ impl Node {
             config,
             procs: Mutex::new(BTreeMap::new()),
             assigned: Mutex::new(BTreeMap::new()),
+            deleted: Mutex::new(BTreeSet::new()),
             wake: Notify::new(),
             policy: options.policy,
             metrics: Metrics {
@@ -313,6 +325,7 @@ impl Node {
             dirty: Mutex::new(BTreeSet::new()),
             published: Mutex::new(HashMap::new()),
             publish: Notify::new(),
+            flushing: tokio::sync::Mutex::new(()),
             weak: weak.clone(),
         })
     }
@@ -455,8 +468,9 @@ impl Node {
                     _ => (ProcessStatus::Failed, code),
                 }
             }
-            Some(_) => (ProcessStatus::Starting, None),
-            None => (ProcessStatus::Pending, None),
+            // Created but never started (the agent died between create and start), paused, or
+            // unknown: it is created and started again.
+            Some(_) | None => (ProcessStatus::Pending, None),
         };
         let now = Instant::now();
         Some(Proc {
@@ -498,6 +512,8 @@ impl Node {
             plan: None,
             attaching: false,
             exited_while_starting: None,
+            pid: c.task.as_ref().map(|t| t.pid).unwrap_or(0),
+            stop_requested: None,
         })
     }
 
@@ -515,6 +531,10 @@ impl Node {
         };
         tokio::spawn(self.clone().publisher());
         let mut events = self.subscribe().await;
+        // An exit between `adopt` and the subscription would be lost: look once more.
+        if let Err(e) = self.resync().await {
+            tracing::warn!(error = %e, "cannot resync with containerd");
+        }
         let mut assignments = self.watch_assignments().await;
         let mut apps = self.watch_apps().await;
         loop {
@@ -550,7 +570,12 @@ impl Node {
                             self.app_deleted(app);
                         }
                     }
-                    Some(Ok(_)) => {}
+                    Some(Ok(ev)) => {
+                        // An app (re)created under a deleted app's name runs again.
+                        if let Some(app) = ev.kv.key.strip_prefix(repo::APPS_PREFIX) {
+                            self.deleted.lock().unwrap_or_else(|p| p.into_inner()).remove(app);
+                        }
+                    }
                     Some(Err(_)) | None => {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         apps = self.watch_apps().await;
@@ -635,6 +660,10 @@ impl Node {
 
     /// An app was deleted: every process of it goes, one-offs included.
     fn app_deleted(&self, app: &str) {
+        self.deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(app.to_string());
         let victims: Vec<(String, Duration)> = self
             .procs()
             .values()
@@ -673,10 +702,15 @@ impl Node {
         let mut stops = Vec::new();
         let mut attach = Vec::new();
         {
+            let deleted = self
+                .deleted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             let assigned = self.assigned();
             let mut procs = self.procs();
             for (c, a) in assigned.iter() {
-                if procs.contains_key(c) {
+                if procs.contains_key(c) || deleted.contains(&a.app) {
                     continue;
                 }
                 procs.insert(c.clone(), pending_proc(c, a));
@@ -802,7 +836,7 @@ impl Node {
             }
         }
         for (container, code) in exited {
-            self.on_exit(&container, code).await;
+            self.on_exit(&container, 0, code).await;
         }
         Ok(())
     }
@@ -813,8 +847,9 @@ impl Node {
                 id,
                 exec_id: None,
                 exit_status,
+                pid,
                 ..
-            } => self.on_exit(&id, exit_status).await,
+            } => self.on_exit(&id, pid, exit_status).await,
             TaskEvent::Oom { id } => {
                 if let Some(p) = self.procs().get(&id) {
                     crate::logs::system(
@@ -828,7 +863,8 @@ impl Node {
         }
     }
 
-    async fn on_exit(&self, container: &str, code: u32) {
+    /// The init process of a container exited (`pid` 0: unknown, as after a resync).
+    async fn on_exit(&self, container: &str, pid: u32, code: u32) {
         let mut remove = false;
         let msg = {
             let mut procs = self.procs();
@@ -837,7 +873,11 @@ impl Node {
             };
             if p.starting {
                 // Its start task is between `run` and recording it: it handles the exit.
-                p.exited_while_starting = Some(code);
+                p.exited_while_starting = Some((pid, code));
+                return;
+            }
+            if pid != 0 && p.pid != 0 && pid != p.pid {
+                // The exit of an earlier task of this container id.
                 return;
             }
             if p.status == ProcessStatus::Stopping
@@ -967,10 +1007,23 @@ impl Node {
         if let Some((container, grace)) = kill {
             // Its exit then takes the crash path: a restart in place with the backoff.
             let runtime = self.runtime.clone();
+            let me = self.weak.clone();
             tokio::spawn(async move {
                 if let Err(e) = runtime.stop(&container, grace).await {
-                    if !e.is_not_found() {
-                        tracing::warn!(%container, error = %e, "cannot stop a process that failed its liveness check");
+                    if e.is_not_found() {
+                        return;
+                    }
+                    tracing::warn!(%container, error = %e, "cannot stop a process that failed its liveness check; checking it again");
+                    // Arm its probes again: the next failed threshold tries once more.
+                    if let Some(node) = me.upgrade() {
+                        let mut procs = node.procs();
+                        if let Some(p) = procs.get_mut(&container) {
+                            p.liveness_kill = false;
+                            p.live_failures = 0;
+                            if let Some(plan) = p.plan.clone() {
+                                node.start_probes(p, &plan);
+                            }
+                        }
                     }
                 }
             });
@@ -1022,6 +1075,18 @@ impl Node {
             if let Some(p) = procs.get_mut(&container) {
                 p.starting = false;
                 p.exited_while_starting = None;
+                p.pid = 0;
+                if p.stop_requested.take().is_some() {
+                    // Stopped while a start that failed ran: nothing runs, forget it.
+                    if let Some(port) = p.port.take() {
+                        self.ports.release(port);
+                    }
+                    procs.remove(&container);
+                    drop(procs);
+                    self.mark_dirty(&container);
+                    self.wake();
+                    return;
+                }
                 p.status = ProcessStatus::Crashed;
                 let now = Instant::now();
                 let delay = p
@@ -1102,6 +1167,7 @@ impl Node {
         }
         let t0 = Instant::now();
         let result = self.runtime.run(&cspec).await;
+        let new_pid = result.as_ref().map(|s| s.pid).unwrap_or(0);
         let verb = if p.restarts > 0 || restart || p.exit_code.is_some() {
             "restarted"
         } else {
@@ -1114,11 +1180,19 @@ impl Node {
                     .observe(&[], t0.elapsed().as_secs_f64());
                 let mut stop_now = None;
                 let mut exited = None;
+                // Lock order everywhere: `assigned` before `procs` (never both the other way).
+                let still_assigned = self.assigned().contains_key(container);
                 {
                     let mut procs = self.procs();
                     if let Some(q) = procs.get_mut(container) {
                         q.starting = false;
-                        exited = q.exited_while_starting.take();
+                        q.pid = new_pid;
+                        exited = q
+                            .exited_while_starting
+                            .take()
+                            .filter(|(pid, _)| *pid == 0 || *pid == new_pid)
+                            .map(|(_, code)| code);
+                        let stop_requested = q.stop_requested.take();
                         q.started = started;
                         q.started_at = Instant::now();
                         q.restart_at = None;
@@ -1135,7 +1209,10 @@ impl Node {
                             ProcessStatus::Starting
                         };
                         self.start_probes(q, &plan);
-                        if !self.assigned().contains_key(container) {
+                        if let Some(grace) = stop_requested {
+                            // Stopped while it started: it goes now.
+                            stop_now = Some(grace);
+                        } else if q.kind == ProcessKind::Service && !still_assigned {
                             // Unassigned while it started: it goes again.
                             stop_now = Some(q.grace);
                         }
@@ -1156,7 +1233,7 @@ impl Node {
                 if let Some(grace) = stop_now {
                     self.stop(container, grace);
                 } else if let Some(code) = exited {
-                    self.on_exit(container, code).await;
+                    self.on_exit(container, new_pid, code).await;
                 }
                 Ok(())
             }
@@ -1173,6 +1250,12 @@ impl Node {
                 return;
             };
             if p.status == ProcessStatus::Stopping {
+                return;
+            }
+            if p.starting {
+                // Its start task stops it once the container exists (stopping it now could
+                // race the create and leave a container running untracked).
+                p.stop_requested = Some(grace);
                 return;
             }
             p.stop_probes();
@@ -1251,6 +1334,7 @@ impl Node {
 
     /// Write every dirty record now.
     async fn flush(&self) {
+        let _one = self.flushing.lock().await;
         loop {
             let batch: Vec<String> =
                 std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()))
@@ -1364,6 +1448,8 @@ fn pending_proc(container: &str, a: &Assignment) -> Proc {
         plan: None,
         attaching: false,
         exited_while_starting: None,
+        pid: 0,
+        stop_requested: None,
     }
 }
 
@@ -1461,11 +1547,13 @@ impl Node {
             plan: Some(plan.clone()),
             attaching: false,
             exited_while_starting: None,
+            pid: 0,
+            stop_requested: None,
         };
         self.procs().insert(container.clone(), proc);
         let t0 = Instant::now();
         match self.runtime.run(&cspec).await {
-            Ok(_) => {
+            Ok(started) => {
                 self.metrics
                     .start_latency
                     .observe(&[], t0.elapsed().as_secs_f64());
@@ -1474,6 +1562,7 @@ impl Node {
                     let p = procs
                         .get_mut(&container)
                         .ok_or_else(|| NodeError::NotFound(id.clone()))?;
+                    p.pid = started.pid;
                     if p.status == ProcessStatus::Starting {
                         p.status = ProcessStatus::Running;
                     }

@@ -138,8 +138,9 @@ pub async fn plan_parsed(
     Ok(plans)
 }
 
+/// Seconds from a manifest field, at most an hour (a probe's grace, interval or timeout).
 fn secs(n: i64) -> Duration {
-    Duration::from_secs(n.max(0) as u64)
+    Duration::from_secs(n.clamp(0, 3600) as u64)
 }
 
 /// A service's readiness check: `health` on its main port (or `health.port`), for services with
