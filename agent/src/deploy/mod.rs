@@ -348,7 +348,67 @@ impl Deployer {
                 _ => {}
             }
         }
-        if !ops.is_empty() {
+        // The app record: the outcome of the deployment and its progress, written in the same
+        // transaction as the pass's starts and stops when it changes (one commit per pass).
+        let outcome = plan.actions.iter().find_map(|a| match a {
+            Action::Commit { release } => Some((release.clone(), None)),
+            Action::RollBack { release, reason } => Some((release.clone(), Some(reason.clone()))),
+            _ => None,
+        });
+        let progress = plan.progress.clone();
+        let change = |r: &mut AppRecord| {
+            let mut changed = false;
+            if let Some((release, failure)) = &outcome {
+                if r.deploying != *release {
+                    return false;
+                }
+                if failure.is_none() && r.cancel_requested {
+                    // Cancelled since this pass read the app: the next pass rolls back.
+                    return false;
+                }
+                match failure {
+                    None => {
+                        r.release = release.clone();
+                        r.last_deploy_error.clear();
+                    }
+                    Some(reason) => r.last_deploy_error = reason.clone(),
+                }
+                r.deploying.clear();
+                r.cancel_requested = false;
+                r.status = AppStatus::Running;
+                changed = true;
+            }
+            if outcome.as_ref().is_none_or(|(_, f)| f.is_none())
+                && r.progress != progress
+                && !progress.is_empty()
+            {
+                r.progress = progress.clone();
+                changed = true;
+            }
+            changed
+        };
+        let updated = self
+            .repo
+            .update(
+                &repo::app_key(app),
+                |current: Option<repo::Versioned<AppRecord>>| {
+                    std::future::ready(Ok::<_, std::convert::Infallible>(match current {
+                        Some(current) => {
+                            let mut r = current.value;
+                            if change(&mut r) {
+                                repo::Update::put(r).also(ops.clone())
+                            } else {
+                                repo::Update::keep()
+                            }
+                        }
+                        None => repo::Update::keep(),
+                    }))
+                },
+            )
+            .await
+            .map_err(repo::UpdateError::into_repo)?;
+        let changed = updated.written;
+        if !changed && !ops.is_empty() {
             self.repo
                 .store()
                 .txn(Txn {
@@ -358,48 +418,6 @@ impl Deployer {
                 })
                 .await?;
         }
-
-        // The app record: the outcome of the deployment and its progress.
-        let outcome = plan.actions.iter().find_map(|a| match a {
-            Action::Commit { release } => Some((release.clone(), None)),
-            Action::RollBack { release, reason } => Some((release.clone(), Some(reason.clone()))),
-            _ => None,
-        });
-        let progress = plan.progress.clone();
-        let changed = self
-            .repo
-            .update_app(app, |r| {
-                let mut changed = false;
-                if let Some((release, failure)) = &outcome {
-                    if r.deploying != *release {
-                        return false;
-                    }
-                    if failure.is_none() && r.cancel_requested {
-                        // Cancelled since this pass read the app: the next pass rolls back.
-                        return false;
-                    }
-                    match failure {
-                        None => {
-                            r.release = release.clone();
-                            r.last_deploy_error.clear();
-                        }
-                        Some(reason) => r.last_deploy_error = reason.clone(),
-                    }
-                    r.deploying.clear();
-                    r.cancel_requested = false;
-                    r.status = AppStatus::Running;
-                    changed = true;
-                }
-                if outcome.as_ref().is_none_or(|(_, f)| f.is_none())
-                    && r.progress != progress
-                    && !progress.is_empty()
-                {
-                    r.progress = progress.clone();
-                    changed = true;
-                }
-                changed
-            })
-            .await?;
         if let (true, Some((release, failure))) = (changed, &outcome) {
             let msg = match failure {
                 None => format!("release {release} is active"),
