@@ -1280,14 +1280,27 @@ impl Node {
         let container = container.to_string();
         let me = self.weak.clone();
         tokio::spawn(async move {
-            match runtime.stop(&container, grace).await {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => tracing::warn!(%container, error = %e, "cannot stop process"),
-            }
-            if let Err(e) = runtime.remove(&container).await {
-                if !e.is_not_found() {
-                    tracing::warn!(%container, error = %e, "cannot remove container");
+            // Until it is really gone (containerd may be restarting): the process stays
+            // `stopping` in the table, its port taken, and the stop is retried with a backoff.
+            let mut delay = Duration::from_millis(500);
+            loop {
+                // No task (never started, or gone) is fine: the container record still goes.
+                let result = match runtime.stop(&container, grace).await {
+                    Ok(_) => runtime.remove(&container).await,
+                    Err(e) if e.is_not_found() => runtime.remove(&container).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => break,
+                    Err(e) if e.is_not_found() => break,
+                    Err(e) => {
+                        tracing::warn!(%container, error = %e, retry_ms = delay.as_millis() as u64, "cannot stop or remove a process; retrying");
+                        if me.strong_count() == 0 {
+                            return;
+                        }
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
                 }
             }
             if let Some(node) = me.upgrade() {
