@@ -71,34 +71,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# --- a private containerd (config as in runtime/src/testing.rs) ---
-mkdir -p "$DIR/ctd"
-cat >"$DIR/ctd/config.toml" <<TOML
-version = 2
-root = "$DIR/ctd/root"
-state = "$DIR/ctd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = "$SOCK"
-
-[ttrpc]
-  address = "$SOCK.ttrpc"
-
-[debug]
-  address = ""
-  level = "info"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$DIR/ctd/opt"
-TOML
-containerd --config "$DIR/ctd/config.toml" >"$DIR/ctd/log" 2>&1 &
-CTD=$!
-for _ in $(seq 300); do ctr -a "$SOCK" version >/dev/null 2>&1 && break; sleep 0.1; done
-ctr -a "$SOCK" version >/dev/null || { cat "$DIR/ctd/log" >&2; exit 1; }
+# --- a private containerd (config as in runtime/src/testing.rs; bench/lib.sh) ---
+. bench/lib.sh
+bench_containerd "$DIR" || exit 1
 
 # --- drayd (DRAY_CONFIG is the CLI's config dir below, not drayd's config file) ---
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
