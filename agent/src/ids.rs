@@ -35,6 +35,16 @@ pub fn rack_id() -> String {
         .collect()
 }
 
+/// A new process id: `<service>-<5 lowercase letters>` (the planner's assignments and one-off
+/// processes).
+pub fn process_id(service: &str) -> String {
+    let mut rng = rand::rng();
+    let suffix: String = (0..5)
+        .map(|_| rng.random_range(b'a'..=b'z') as char)
+        .collect();
+    format!("{service}-{suffix}")
+}
+
 /// A new API token: 32 random bytes, hex-encoded.
 pub fn token() -> String {
     let mut bytes = [0u8; 32];

@@ -10,6 +10,8 @@
 //! This module must never write to the store, decide business rules (who may promote what: that
 //! is [`crate::controllers`]), or hold a lock across a store read or a parse.
 
+pub mod links;
 pub mod release;
 
+pub use links::{link_resources, links_state, LinkError};
 pub use release::{release_manifest, Declared, ParsedRelease, ReleaseCache, DEFAULT_CAPACITY};

@@ -228,7 +228,7 @@ impl Deployer {
             if resources.is_none() {
                 *resources = Some(self.repo.resources(Some(app)).await?);
             }
-            crate::node::links_state(
+            crate::app::links_state(
                 manifest,
                 &parsed.env,
                 resources.as_deref().unwrap_or_default(),
@@ -323,7 +323,7 @@ impl Deployer {
                     cpu,
                     memory,
                 } => {
-                    let process = crate::node::process_id(service);
+                    let process = crate::ids::process_id(service);
                     let assignment = Assignment {
                         app: app.to_string(),
                         service: service.clone(),

@@ -48,8 +48,8 @@ use ports::PortAllocator;
 use probe::{ProbeKind, ProbeResult};
 
 pub use spec::{
-    base_spec, container_spec, link_resources, links_state, liveness, logger_for, plan_parsed,
-    readiness, release_manifest, HealthPlan, LinkError, ProcessPlan,
+    base_spec, container_spec, liveness, logger_for, plan_parsed, readiness, release_manifest,
+    HealthPlan, ProcessPlan,
 };
 
 /// Container labels (the agent's only memory of a container across restarts).
@@ -230,15 +230,6 @@ pub fn logger_path() -> PathBuf {
 /// The container id of a process of an app.
 pub fn container_id(app: &str, process: &str) -> String {
     format!("{app}.{process}")
-}
-
-/// A new process id: `<service>-<5 lowercase letters>`.
-pub fn process_id(service: &str) -> String {
-    let mut rng = rand::rng();
-    let suffix: String = (0..5)
-        .map(|_| rng.random_range(b'a'..=b'z') as char)
-        .collect();
-    format!("{service}-{suffix}")
 }
 
 /// The node executor of this instance, shared by the API (queries, one-offs, exec) and its
@@ -1516,7 +1507,7 @@ impl Node {
         } else {
             None
         };
-        let id = process_id(&plan.service);
+        let id = crate::ids::process_id(&plan.service);
         let container = container_id(&plan.app, &id);
         let started = Utc::now();
         let mut cspec = container_spec(
