@@ -107,6 +107,8 @@ impl Sample {
 /// A background task reading a service's processes every ~50 ms until stopped.
 struct Sampler {
     stop: Arc<AtomicBool>,
+    /// Samples taken so far.
+    taken: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<(Vec<Sample>, Vec<String>)>,
 }
 
@@ -114,6 +116,8 @@ impl Sampler {
     fn start(client: Client, app: &str, service: &str) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let (app, service, flag) = (app.to_string(), service.to_string(), stop.clone());
+        let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = taken.clone();
         let task = tokio::spawn(async move {
             let t0 = Instant::now();
             let (mut samples, mut errors) = (Vec::new(), Vec::new());
@@ -128,11 +132,24 @@ impl Sampler {
                     }),
                     Err(e) => errors.push(format!("{:?}: {e}", t0.elapsed())),
                 }
+                count.fetch_add(1, Ordering::SeqCst);
+                // The sampling interval (what is sampled is the point, not a wait for a state).
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             (samples, errors)
         });
-        Sampler { stop, task }
+        Sampler { stop, taken, task }
+    }
+
+    /// Wait (with a deadline) until `n` more samples were taken.
+    async fn more(&self, n: usize) {
+        let want = self.taken.load(Ordering::SeqCst) + n;
+        eventually(
+            "the sampler's next samples",
+            Duration::from_secs(10),
+            || async { (self.taken.load(Ordering::SeqCst) >= want).then_some(()) },
+        )
+        .await;
     }
 
     /// Stop sampling; every sample (the API must have answered every read).
@@ -185,7 +202,7 @@ fn check_bounds(what: &str, samples: &[Sample], min_running: usize, max_total: u
 async fn sampled_deploy(rack: &Rack, app: &str, next: &str, count: usize) -> Vec<Sample> {
     let client = rack.client();
     let sampler = Sampler::start(client.clone(), app, "web");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sampler.more(2).await;
     promote(rack, app, next);
     settled(
         &client,
@@ -196,7 +213,7 @@ async fn sampled_deploy(rack: &Rack, app: &str, next: &str, count: usize) -> Vec
         Duration::from_secs(60),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sampler.more(2).await;
     sampler.finish().await
 }
 
@@ -258,7 +275,7 @@ async fn rolling_deploys_stay_within_minimum_and_maximum() {
 async fn sampled_restart(rack: &Rack, args: &[&str], old: &[String], count: usize) {
     let client = rack.client();
     let sampler = Sampler::start(client.clone(), "bounce", "web");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sampler.more(2).await;
     stdout_ok(&rack.dray(args));
     let after = eventually(
         &format!("`dray {}` to replace every process", args.join(" ")),
@@ -273,7 +290,7 @@ async fn sampled_restart(rack: &Rack, args: &[&str], old: &[String], count: usiz
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sampler.more(2).await;
     let samples = sampler.finish().await;
     check_bounds(
         &format!("dray {}", args.join(" ")),
