@@ -1420,7 +1420,8 @@ impl Node {
     }
 }
 
-/// The table entry of an assigned process that does not run yet.
+/// The table entry of an assigned process that does not run yet (and the base of a one-off
+/// process's entry).
 fn pending_proc(container: &str, a: &Assignment) -> Proc {
     Proc {
         container: container.to_string(),
@@ -1522,11 +1523,6 @@ impl Node {
         );
         cspec.shim_of = self.shim_host(&plan.app, &plan.service);
         let proc = Proc {
-            container: container.clone(),
-            id: id.clone(),
-            app: plan.app.clone(),
-            service: plan.service.clone(),
-            release: plan.release.clone(),
             kind: ProcessKind::Process,
             port,
             image: plan.image.clone(),
@@ -1535,24 +1531,22 @@ impl Node {
             memory: plan.memory,
             started,
             status: ProcessStatus::Starting,
-            exit_code: None,
-            restarts: 0,
             grace: plan.grace,
-            backoff: Backoff::default(),
-            started_at: Instant::now(),
-            restart_at: None,
-            finished_at: None,
-            starting: false,
-            failures: 0,
-            live_failures: 0,
-            liveness_kill: false,
             incarnation: 1,
-            probes: Vec::new(),
             plan: Some(plan.clone()),
-            attaching: false,
-            exited_while_starting: None,
-            pid: 0,
-            stop_requested: None,
+            ..pending_proc(
+                &container,
+                &Assignment {
+                    app: plan.app.clone(),
+                    service: plan.service.clone(),
+                    release: plan.release.clone(),
+                    process: id.clone(),
+                    instance: self.config.instance.clone(),
+                    cpu: plan.cpu,
+                    memory: plan.memory,
+                    created: started,
+                },
+            )
         };
         self.procs().insert(container.clone(), proc);
         let t0 = Instant::now();
